@@ -1,0 +1,389 @@
+"""The one inference core: photo + depth source + focus + K -> rendered photo and its maps.
+
+The app, the CLI, the tests and the benchmarks all call :func:`render`. Steps:
+1 decode the photo, 2 get disparity (cached per photo and source), 3 resolve the focus,
+4 build the defocus map and in-focus mask, 5 run the chosen backend, 6 return a RenderResult.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import depth as depth_mod
+from .backends import ProgressCallback, get_backend
+from .errors import MagicBokehError
+from .focus import (
+    check_k,
+    check_point,
+    defocus_map,
+    focus_from_mask,
+    focus_from_point,
+    in_focus_mask,
+)
+from .images import Photo, content_key, disparity_from_map, load_map, load_photo
+from .settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT
+
+logger = logging.getLogger(__name__)
+
+APERTURE_SHAPES = ("circle", "polygon")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Run-time settings shared by every backend.
+
+    Attributes:
+        k: blur strength in [0, 32]; 0 = no blur (restoration only for MagicBokeh).
+        backend: registered backend name ("classical", "magicbokeh", ...).
+        focal_range: disparity width in [0, 1] around the focus that stays fully sharp.
+        aperture: "circle" or "polygon" (classical renderer).
+        blades: polygon blade count in [3, 12].
+        rotation_deg: polygon rotation in degrees.
+        highlight_boost: brighten out-of-focus highlights (classical renderer).
+        backend_options: extra options for the backend (e.g. seed, tile_batch for MagicBokeh).
+    """
+
+    k: float = K_DEFAULT
+    backend: str = "classical"
+    focal_range: float = 0.0
+    aperture: str = "circle"
+    blades: int = 6
+    rotation_deg: float = 0.0
+    highlight_boost: bool = False
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def checked(self) -> "RenderSettings":
+        """Validate every field; raise MagicBokehError naming the bad value and the valid range."""
+        check_k(self.k)
+        if not (0.0 <= float(self.focal_range) <= FOCAL_RANGE_MAX):
+            raise MagicBokehError(
+                f"focal range {self.focal_range:g} is outside [0, {FOCAL_RANGE_MAX:g}] (disparity units)."
+            )
+        if self.aperture not in APERTURE_SHAPES:
+            raise MagicBokehError(
+                f"unknown aperture shape {self.aperture!r}; choose {' or '.join(APERTURE_SHAPES)}."
+            )
+        if not (BLADES_RANGE[0] <= int(self.blades) <= BLADES_RANGE[1]):
+            raise MagicBokehError(f"blades={self.blades} is outside [{BLADES_RANGE[0]}, {BLADES_RANGE[1]}].")
+        return self
+
+    def backend_call_options(self) -> dict[str, Any]:
+        """Options handed to the backend: the shared optics plus backend-specific ones."""
+        return {
+            "focal_range": float(self.focal_range),
+            "aperture": self.aperture,
+            "blades": int(self.blades),
+            "rotation_deg": float(self.rotation_deg),
+            "highlight_boost": bool(self.highlight_boost),
+            **dict(self.backend_options),
+        }
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Where to focus: a pixel, a subject mask, a disparity value, or automatic.
+
+    Use the constructors :meth:`point`, :meth:`mask`, :meth:`disparity`, :meth:`auto`.
+    """
+
+    kind: str = "auto"
+    x: float | None = None
+    y: float | None = None
+    mask_source: Any = None
+    value: float | None = None
+    parity: bool = False
+
+    @classmethod
+    def point(cls, x: float, y: float, *, parity: bool = False) -> "Focus":
+        """Focus at pixel (x = column, y = row) of the upright photo; ``parity`` = official demo."""
+        return cls(kind="point", x=float(x), y=float(y), parity=parity)
+
+    @classmethod
+    def mask(cls, mask: Any, *, parity: bool = False) -> "Focus":
+        """Focus on the median disparity under a subject mask (path or array, non-zero = subject)."""
+        return cls(kind="mask", mask_source=mask, parity=parity)
+
+    @classmethod
+    def disparity(cls, value: float) -> "Focus":
+        """Focus on a disparity value in [0, 1] (1 = nearest)."""
+        value = float(value)
+        if not np.isfinite(value) or not (0.0 <= value <= 1.0):
+            raise MagicBokehError(f"focus disparity {value:g} is outside [0, 1] (1 = nearest).")
+        return cls(kind="disparity", value=value)
+
+    @classmethod
+    def auto(cls) -> "Focus":
+        """Focus on the nearest large region (median of the nearest 20 % of the image)."""
+        return cls(kind="auto")
+
+    def describe(self) -> str:
+        if self.kind == "point":
+            return f"point ({self.x:.0f}, {self.y:.0f}){' [parity]' if self.parity else ''}"
+        if self.kind == "mask":
+            return "subject mask"
+        if self.kind == "disparity":
+            return f"disparity {self.value:.3f}"
+        return "automatic (nearest large region)"
+
+
+@dataclass
+class RenderResult:
+    """Everything a render produced.
+
+    Attributes:
+        image: (H, W, 3) float32 RGB in [0, 1], the input's size.
+        photo: the decoded input.
+        disparity: (H, W) float32 in [0, 1], 1 = nearest (the map actually used).
+        defocus: (H, W) float32, the official ``|d - f| * K / 32`` (with the focal range applied).
+        in_focus: (H, W) bool, ``defocus <= 0.1``.
+        focus_disparity: focal plane disparity in [0, 1].
+        focus_point: the focus pixel (x, y) when focus came from a point, else None.
+        backend: backend actually used.
+        depth_source: where the disparity came from.
+        approximate_depth: True when no real depth was available.
+        timings: seconds per stage ("decode", "depth", "render", "total").
+        messages: human-readable notes, in order.
+    """
+
+    image: np.ndarray
+    photo: Photo
+    disparity: np.ndarray
+    defocus: np.ndarray
+    in_focus: np.ndarray
+    focus_disparity: float
+    focus_point: tuple[int, int] | None
+    settings: RenderSettings
+    backend: str
+    depth_source: str
+    approximate_depth: bool
+    timings: dict[str, float]
+    messages: list[str]
+
+    def info(self) -> dict[str, Any]:
+        """JSON-serialisable summary (sizes, focus, backend, depth source, timings, messages)."""
+        h, w = self.photo.rgb.shape[:2]
+        oh, ow = self.image.shape[:2]
+        settings = asdict(self.settings)
+        settings["backend_options"] = {k: v for k, v in dict(self.settings.backend_options).items()}
+        return {
+            "input_size": [w, h],
+            "output_size": [ow, oh],
+            "focus_disparity": round(float(self.focus_disparity), 6),
+            "focus_point": list(self.focus_point) if self.focus_point else None,
+            "in_focus_fraction": round(float(self.in_focus.mean()), 4),
+            "K": float(self.settings.k),
+            "backend": self.backend,
+            "depth_source": self.depth_source,
+            "approximate_depth": self.approximate_depth,
+            "settings": settings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "messages": list(self.messages),
+        }
+
+
+def resolve_disparity(
+    photo: Photo,
+    depth: Any = "auto",
+    *,
+    depth_is_depth: bool = False,
+    seed_xy: tuple[int, int] | None = None,
+    subject_mask: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> depth_mod.DepthResult:
+    """Disparity for a photo from a depth spec, cached per (photo, source).
+
+    Args:
+        photo: the decoded photo.
+        depth: ``"auto"`` (Depth Anything V2 if loadable, else approximate), a model id or folder,
+            a map file (``.png`` 8/16-bit, ``.npy``), an array, or ``"approximate"``.
+        depth_is_depth: the supplied map is depth (far = large) rather than disparity.
+        seed_xy: subject seed for the approximate fallback (the clicked point).
+        subject_mask: (H, W) subject mask for the approximate fallback (a focus mask).
+    """
+    w, h = photo.size
+    cache = depth_mod.DEPTH_CACHE
+    is_map = isinstance(depth, np.ndarray) or (
+        isinstance(depth, str) and depth not in ("auto", "approximate") and _looks_like_map_file(depth)
+    )
+    if is_map:
+        raw = load_map(depth, what="depth map" if depth_is_depth else "disparity map")
+        key = (photo.key, "map", content_key(raw), depth_is_depth)
+        hit = cache.get(key)
+        if hit:
+            return hit
+        result = depth_mod.DepthResult(
+            disparity_from_map(raw, w, h, is_depth=depth_is_depth),
+            source=f"supplied {'depth' if depth_is_depth else 'disparity'} map"
+            + (f" ({depth})" if isinstance(depth, str) else ""),
+        )
+        cache.put(key, result)
+        return result
+
+    messages: list[str] = []
+    if depth != "approximate":
+        model_source = None if depth == "auto" else str(depth)
+        estimator = depth_mod.get_estimator(model_source)
+        key = (photo.key, "model", estimator.source)
+        hit = cache.get(key)
+        if hit:
+            return hit
+        reason = estimator.unavailable_reason()
+        if reason is None:
+            if progress:
+                progress(0.0, "estimating depth")
+            try:
+                disparity = estimator(photo.rgb)
+            except MagicBokehError as exc:
+                if depth != "auto":
+                    raise
+                reason = str(exc)
+            else:
+                result = depth_mod.DepthResult(disparity, source=f"Depth Anything V2 ({estimator.source})")
+                cache.put(key, result)
+                return result
+        if depth != "auto":
+            raise MagicBokehError(reason)
+        messages.append(reason + " Using approximate depth.")
+
+    seed = seed_xy if seed_xy is not None else (w // 2, h // 2)
+    subject_key = content_key(subject_mask) if subject_mask is not None else seed
+    key = (photo.key, "approximate", subject_key)
+    hit = cache.get(key)
+    if hit:
+        return hit
+    result = depth_mod.DepthResult(
+        depth_mod.approximate_disparity(photo.rgb, seed, subject_mask=subject_mask),
+        source=depth_mod.APPROXIMATE_LABEL,
+        approximate=True,
+        messages=tuple(messages),
+    )
+    cache.put(key, result)
+    return result
+
+
+def _looks_like_map_file(spec: str) -> bool:
+    from pathlib import Path
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return True
+    if path.suffix.lower() in (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".exr", ".pfm"):
+        raise MagicBokehError(f"cannot read depth map {spec!r}: no such file.")
+    return False
+
+
+def load_focus_mask(focus: Focus, width: int, height: int) -> np.ndarray:
+    """The focus mask of a mask focus as a float (H, W) map, checked against the photo size."""
+    raw = load_map(focus.mask_source, what="focus mask")
+    if raw.shape != (height, width):
+        raise MagicBokehError(
+            f"focus mask is {raw.shape[1]}x{raw.shape[0]} but the image is {width}x{height}; "
+            "pass a mask of the image's size."
+        )
+    return raw
+
+
+def resolve_focus(focus: Focus, disparity: np.ndarray) -> tuple[float, tuple[int, int] | None]:
+    """(focus disparity in [0, 1], focus pixel or None) for a focus spec on a disparity map."""
+    h, w = disparity.shape
+    if focus.kind == "point":
+        xi, yi = check_point(focus.x, focus.y, w, h)
+        return focus_from_point(disparity, xi, yi, parity=focus.parity), (xi, yi)
+    if focus.kind == "mask":
+        return focus_from_mask(disparity, load_focus_mask(focus, w, h), parity=focus.parity), None
+    if focus.kind == "disparity":
+        return float(focus.value), None
+    nearest = disparity[disparity >= np.quantile(disparity, 0.8)]
+    return float(np.median(nearest)), None
+
+
+def render(
+    image: Any,
+    *,
+    depth: Any = "auto",
+    depth_is_depth: bool = False,
+    focus: Focus | None = None,
+    settings: RenderSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> RenderResult:
+    """Render one photo. See :class:`RenderSettings`, :class:`Focus` and :func:`resolve_disparity`.
+
+    Raises:
+        MagicBokehError: bad input or an unavailable backend, with a message saying what to do.
+    """
+    t_start = time.perf_counter()
+    settings = (settings or RenderSettings()).checked()
+    focus = focus or Focus.auto()
+    timings: dict[str, float] = {}
+
+    # 1. Decode.
+    t0 = time.perf_counter()
+    photo = load_photo(image)
+    timings["decode"] = time.perf_counter() - t0
+    messages = list(photo.messages)
+    w, h = photo.size
+
+    backend = get_backend(settings.backend)
+    available = backend.availability()
+    if not available.ok:
+        raise MagicBokehError(f"backend {settings.backend!r} cannot run here: {available.reason}")
+
+    # 2. Disparity (cached: changing K or focus never recomputes it).
+    seed = check_point(focus.x, focus.y, w, h) if focus.kind == "point" else None
+    subject = load_focus_mask(focus, w, h) if focus.kind == "mask" else None
+    t0 = time.perf_counter()
+    depth_result = resolve_disparity(
+        photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
+        progress=progress,
+    )
+    timings["depth"] = time.perf_counter() - t0
+    messages.extend(depth_result.messages)
+    if depth_result.approximate and not depth_result.messages:
+        messages.append(f"Using {depth_mod.APPROXIMATE_LABEL}.")
+    disparity = depth_result.disparity
+
+    # 3-4. Focus, defocus map and in-focus mask (official formulas).
+    focus_disparity, focus_point = resolve_focus(focus, disparity)
+    defocus = defocus_map(disparity, focus_disparity, settings.k, focal_range=settings.focal_range)
+    in_focus = in_focus_mask(defocus)
+
+    # 5. Backend.
+    t0 = time.perf_counter()
+    out = backend.render(
+        photo.rgb,
+        disparity,
+        focus_disparity,
+        settings.k,
+        options=settings.backend_call_options(),
+        image_key=photo.key,
+        progress=progress,
+    )
+    timings["render"] = time.perf_counter() - t0
+    for stage, seconds in out.timings.items():
+        timings[f"render.{stage}"] = seconds
+    messages.extend(out.messages)
+    timings["total"] = time.perf_counter() - t_start
+    if out.image.shape != photo.rgb.shape:
+        raise MagicBokehError(
+            f"backend {settings.backend!r} returned {out.image.shape} for a {photo.rgb.shape} photo."
+        )
+    return RenderResult(
+        image=out.image,
+        photo=photo,
+        disparity=disparity,
+        defocus=defocus,
+        in_focus=in_focus,
+        focus_disparity=focus_disparity,
+        focus_point=focus_point,
+        settings=settings,
+        backend=settings.backend,
+        depth_source=depth_result.source,
+        approximate_depth=depth_result.approximate,
+        timings=timings,
+        messages=messages,
+    )

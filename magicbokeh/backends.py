@@ -86,6 +86,7 @@ class Backend(ABC):
 _REGISTRY: dict[str, str] = {
     "classical": "magicbokeh.classical:ClassicalBackend",
     "magicbokeh": "magicbokeh.diffusion.backend:MagicBokehBackend",
+    "two-stage": "magicbokeh.two_stage:TwoStageBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 _LOCK = threading.Lock()

@@ -127,19 +127,25 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
         highlight_boost=args.highlight_boost,
         backend_options=_backend_options(args),
     )
-    progress = None
-    if args.backend != "classical" and not in_folder and not args.quiet:
-        from tqdm import tqdm
+    bars: list[Any] = []
 
-        bar = tqdm(total=100, desc="render", unit="%", leave=False, file=sys.stderr)
+    def progress(fraction: float, stage: str) -> None:
+        if args.quiet or in_folder:
+            return
+        if not bars:  # created on first use, so errors raised before any work print cleanly
+            from tqdm import tqdm
 
-        def progress(fraction: float, stage: str) -> None:
-            bar.set_description(stage)
-            bar.n = round(100 * fraction)
-            bar.refresh()
+            bars.append(tqdm(total=100, unit="%", leave=False, file=sys.stderr))
+        bars[0].set_description(stage)
+        bars[0].n = round(100 * fraction)
+        bars[0].refresh()
 
-    result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth, focus=focus,
-                    settings=settings, progress=progress)
+    try:
+        result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth, focus=focus,
+                        settings=settings, progress=progress if args.backend != "classical" else None)
+    finally:
+        if bars:
+            bars[0].close()
     save_png(output, result.image)
     info = result.info()
     info["input"] = str(image)

@@ -1,0 +1,111 @@
+"""Image decoding: EXIF orientation, modes, bit depths, size limits, unreadable files."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from magicbokeh.errors import MagicBokehError
+from magicbokeh.images import disparity_from_map, load_map, load_photo, save_png
+
+
+def _png_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def test_exif_rotated_jpeg_is_upright(tmp_path):
+    # Stored 60x40 with a red block at the stored top-left; orientation 6 = rotate 90 deg clockwise.
+    arr = np.zeros((40, 60, 3), np.uint8)
+    arr[:10, :10] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rot.jpg"
+    Image.fromarray(arr).save(path, exif=exif, quality=95)
+    photo = load_photo(path)
+    assert photo.size == (40, 60)  # upright: width 40, height 60
+    assert photo.rgb[2:8, 32:38, 0].mean() > 0.8  # the block is now top-right
+    assert any("EXIF orientation 6" in m for m in photo.messages)
+
+
+@pytest.mark.parametrize(
+    "mode,expect",
+    [("RGBA", "transparency"), ("P", "palette"), ("L", "grayscale"), ("I;16", "16-bit")],
+)
+def test_modes_are_converted_and_reported(tmp_path, mode, expect):
+    base = Image.fromarray((np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8))
+    if mode == "RGBA":
+        img = base.convert("RGBA")
+        img.putalpha(128)
+    elif mode == "I;16":
+        img = Image.fromarray((np.arange(32 * 48).reshape(32, 48) * 40).astype(np.uint16))
+    else:
+        img = base.convert(mode)
+    photo = load_photo(_png_bytes(img))
+    assert photo.rgb.shape == (32, 48, 3) and photo.rgb.dtype == np.float32
+    assert 0.0 <= photo.rgb.min() and photo.rgb.max() <= 1.0
+    assert any(expect in m for m in photo.messages), photo.messages
+
+
+def test_16bit_colour_png_keeps_precision(tmp_path):
+    import cv2
+
+    arr = np.zeros((20, 30, 3), np.uint16)
+    arr[..., 2] = 1000  # red in OpenCV's BGR order
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), arr)
+    photo = load_photo(path)
+    assert photo.rgb[0, 0, 0] == pytest.approx(1000 / 65535, abs=1e-6)
+
+
+def test_unreadable_and_truncated_files_rejected(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(MagicBokehError, match="cannot read image"):
+        load_photo(bad)
+    data = _png_bytes(Image.new("RGB", (200, 200), (10, 200, 30)), format="JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MagicBokehError, match="truncated"):
+        load_photo(cut)
+    with pytest.raises(MagicBokehError, match="no such file"):
+        load_photo(tmp_path / "missing.png")
+
+
+def test_size_limits(monkeypatch):
+    with pytest.raises(MagicBokehError, match="at least 16 px"):
+        load_photo(np.zeros((15, 100, 3), np.uint8))
+    monkeypatch.setenv("MAGICBOKEH_MAX_MEGAPIXELS", "0.01")
+    with pytest.raises(MagicBokehError, match="MAGICBOKEH_MAX_MEGAPIXELS"):
+        load_photo(_png_bytes(Image.new("RGB", (200, 100))))
+
+
+def test_disparity_maps_any_size_and_depth_flag(tmp_path):
+    import cv2
+
+    raw = np.tile(np.linspace(1000, 65535, 50).astype(np.uint16), (20, 1))  # 50x20, near on the right
+    path = tmp_path / "disp16.png"
+    cv2.imwrite(str(path), raw)
+    disp = disparity_from_map(load_map(path), 100, 40)
+    assert disp.shape == (40, 100)
+    assert disp[:, -1].mean() == pytest.approx(1.0, abs=1e-6) and disp[:, 0].mean() == 0.0
+    # Depth (far = large) flips the order.
+    depth = disparity_from_map(load_map(path), 100, 40, is_depth=True)
+    assert depth[:, 0].mean() == pytest.approx(1.0, abs=1e-6) and depth[:, -1].mean() < 0.01
+    # 1 / depth, not a linear flip: halfway in depth is much farther than halfway in disparity.
+    assert depth[:, 50].mean() < 0.1
+    np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan], [0.0, 2.0]], np.float32))
+    with pytest.raises(MagicBokehError, match="NaN"):
+        disparity_from_map(load_map(tmp_path / "nan.npy"), 10, 10)
+
+
+def test_png_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.random((17, 23, 3)).astype(np.float32)
+    back = load_photo(save_png(tmp_path / "a.png", rgb)).rgb
+    assert np.abs(back - rgb).max() <= 0.5 / 255 + 1e-6
+    gray = rng.random((17, 23)).astype(np.float32)
+    back16 = load_map(save_png(tmp_path / "g.png", gray, bits=16))
+    assert np.abs(back16 - gray).max() <= 0.5 / 65535 + 1e-7

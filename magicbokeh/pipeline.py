@@ -229,11 +229,11 @@ def resolve_disparity(
         model_source = None if depth == "auto" else str(depth)
         estimator = depth_mod.get_estimator(model_source)
         key = (photo.key, "model", estimator.source)
-        hit = cache.get(key)
-        if hit:
-            return hit
         reason = estimator.unavailable_reason()
         if reason is None:
+            hit = cache.get(key)
+            if hit:
+                return hit
             if progress:
                 progress(0.0, "estimating depth")
             try:

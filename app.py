@@ -110,7 +110,7 @@ def backend_table() -> dict[str, tuple[Availability, str]]:
         try:
             backend = get_backend(name)
             label = backend.label or name
-            status = backend.availability()
+            status = backend.availability(backend_options(name))
         except MagicBokehError as exc:
             status = Availability(False, str(exc))
         except Exception as exc:  # noqa: BLE001 - a broken backend must not take the app down

@@ -54,8 +54,11 @@ class Backend(ABC):
     label: str = ""
 
     @abstractmethod
-    def availability(self) -> Availability:
-        """Cheap check (no downloads, no model loading) of whether ``render`` can work here."""
+    def availability(self, options: Mapping[str, Any] | None = None) -> Availability:
+        """Cheap check (no downloads, no model loading) of whether ``render`` can work here.
+
+        ``options`` are the ones ``render`` would get (e.g. local weight paths); None = defaults.
+        """
 
     @abstractmethod
     def render(
@@ -130,12 +133,12 @@ def get_backend(name: str) -> Backend:
         return backend
 
 
-def backend_availability() -> dict[str, Availability]:
+def backend_availability(options: Mapping[str, Any] | None = None) -> dict[str, Availability]:
     """Availability of every registered backend, without loading any weights."""
     out: dict[str, Availability] = {}
     for name in backend_names():
         try:
-            out[name] = get_backend(name).availability()
+            out[name] = get_backend(name).availability(options)
         except MagicBokehError as exc:
             out[name] = Availability(False, str(exc))
     return out

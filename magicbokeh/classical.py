@@ -25,7 +25,7 @@ class ClassicalBackend(Backend):
         "highlight_boost": "brighten out-of-focus highlights (BokehMe style)",
     }
 
-    def availability(self) -> Availability:
+    def availability(self, options: Mapping[str, Any] | None = None) -> Availability:
         return Availability(True, "CPU, no weights needed")
 
     def render(

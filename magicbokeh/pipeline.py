@@ -329,7 +329,7 @@ def render(
     w, h = photo.size
 
     backend = get_backend(settings.backend)
-    available = backend.availability()
+    available = backend.availability(settings.backend_call_options())
     if not available.ok:
         raise MagicBokehError(f"backend {settings.backend!r} cannot run here: {available.reason}")
 

@@ -20,8 +20,8 @@ class TwoStageBackend(Backend):
     name = "two-stage"
     label = "Two-stage: MagicBokeh restoration, then classical blur"
 
-    def availability(self) -> Availability:
-        return get_backend("magicbokeh").availability()
+    def availability(self, options: Mapping[str, Any] | None = None) -> Availability:
+        return get_backend("magicbokeh").availability(options)
 
     def render(
         self,

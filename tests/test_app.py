@@ -194,7 +194,7 @@ class _InvertBackend(Backend):
     name = "test-invert"
     label = "Test: invert"
 
-    def availability(self) -> Availability:
+    def availability(self, options=None) -> Availability:
         return Availability(True, "test only")
 
     def render(self, image, disparity, focus_disparity, k, *, options, image_key, progress=None):

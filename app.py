@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 
 from magicbokeh import pipeline
 from magicbokeh.backends import Availability, backend_names, get_backend
-from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status, get_estimator
+from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.images import colourise_disparity, content_key, save_png, to_uint8
 from magicbokeh.settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT, K_RANGE
@@ -84,10 +84,6 @@ def configure(
                        ("device", device)):
         if value:
             os.environ[SOURCE_ENV[key]] = value
-    device = model_sources()["device"]
-    if device and device != "auto":
-        # The depth estimator is created once per source; create it on the requested device.
-        get_estimator(None, device=device)
 
 
 def backend_options(backend: str) -> dict[str, Any]:

@@ -34,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    # The same switches after the command (python -m magicbokeh render ... -q) work too.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("render", help="render one image or every image in a folder")
+    r = sub.add_parser("render", parents=[common], help="render one image or every image in a folder")
     r.add_argument("image", help="photo file, or a folder of photos")
     r.add_argument("-o", "--output", required=True, help="output PNG (or output folder for a folder input)")
     r.add_argument(
@@ -79,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--color-fix", choices=("adain", "wavelet", "none"), help="colour correction (default adain)")
     m.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
 
-    sub.add_parser("backends", help="list backends and whether they can run here")
+    sub.add_parser("backends", parents=[common], help="list backends and whether they can run here")
     return parser
 
 

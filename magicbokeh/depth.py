@@ -54,7 +54,7 @@ class DepthAnythingEstimator:
 
     def __init__(self, source: str, *, device: str | None = None) -> None:
         self.source = source
-        self.device = device or os.environ.get("MAGICBOKEH_DEVICE") or "auto"
+        self.device = device  # None: MAGICBOKEH_DEVICE, else CUDA when available, read at load time
         self._model: Any = None
         self._processor: Any = None
         self._lock = threading.Lock()
@@ -91,8 +91,8 @@ class DepthAnythingEstimator:
             model = AutoModelForDepthEstimation.from_pretrained(self.source, local_files_only=local_only)
         except (OSError, ValueError) as exc:
             raise MagicBokehError(f"cannot load depth model {self.source!r}: {exc}") from None
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = self.device or os.environ.get("MAGICBOKEH_DEVICE") or "auto"
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self._model = model.to(self.device).eval()
         self._processor = processor
         self._torch = torch

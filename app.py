@@ -597,6 +597,12 @@ _BACKENDS: dict[str, tuple[Availability, str]] = {}
 _DEFAULT_BACKENDS: list[str] = ["classical"]
 
 
+def backend_choices(table: dict[str, tuple[Availability, str]]) -> list[tuple[str, str]]:
+    """(menu label, name) of the runnable backends; the label carries device and speed notes."""
+    return [(f"{label} ({status.summary})" if status.summary else label, name)
+            for name, (status, label) in table.items() if status.ok]
+
+
 def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
     """Build the Blocks app (backend availability is read now, without loading any weights)."""
     global _BACKENDS, _DEFAULT_BACKENDS
@@ -604,8 +610,7 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
     runnable = [name for name, (status, _) in _BACKENDS.items() if status.ok]
     wanted = [b for b in (default_backends or ["classical"]) if b in runnable]
     _DEFAULT_BACKENDS = wanted or runnable[:1] or ["classical"]
-    choices = [(f"{label}" if label != name else name, name)
-               for name, (status, label) in _BACKENDS.items() if status.ok]
+    choices = backend_choices(_BACKENDS)
 
     with gr.Blocks(title="MagicBokeh — click to focus, slide to blur",
                    delete_cache=(3600, 3600)) as demo:

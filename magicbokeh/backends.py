@@ -39,10 +39,15 @@ class BackendResult:
 
 @dataclass(frozen=True)
 class Availability:
-    """Whether a backend can run here; ``reason`` says why not, or notes such as device and ETA."""
+    """Whether a backend can run here.
+
+    ``reason`` says why not, or gives notes such as device and ETA; ``summary`` is a few words for
+    menus (e.g. "CPU bf16, ~15 s per tile").
+    """
 
     ok: bool
     reason: str = ""
+    summary: str = ""
 
 
 class Backend(ABC):

@@ -105,7 +105,8 @@ class MagicBokehBackend(Backend):
         except MagicBokehError as exc:
             return Availability(False, str(exc))
         if not missing:
-            return Availability(True, f"weights ready ({base.describe()} + {ckpt.describe()}); {_device_note()}")
+            note, summary = _device_note()
+            return Availability(True, f"weights ready ({base.describe()} + {ckpt.describe()}); {note}", summary)
         local_missing = [m for m in missing if os.path.isabs(m)]
         if local_missing:
             return Availability(False, f"MagicBokeh weights missing: {', '.join(local_missing)}.")
@@ -125,10 +126,11 @@ class MagicBokehBackend(Backend):
                 f"MagicBokeh weights not in the Hugging Face cache and the Hub is unreachable (missing "
                 f"{shown}); connect once, or pass --base DIR --checkpoint PATH.",
             )
+        note, summary = _device_note()
         return Availability(
             True,
-            f"first use downloads ~{sources.DOWNLOAD_GB:.1f} GB from the Hugging Face Hub "
-            f"({shown}); {_device_note()}",
+            f"first use downloads ~{sources.DOWNLOAD_GB:.1f} GB from the Hugging Face Hub ({shown}); {note}",
+            f"{summary}, downloads ~{sources.DOWNLOAD_GB:.1f} GB first",
         )
 
     # -- rendering ------------------------------------------------------------------------------
@@ -286,8 +288,8 @@ def estimate_seconds(height: int, width: int, *, device: str = "cpu", dtype: str
     return tiles * per_tile * (2.0 / cores) ** 0.8  # measured on 2 cores; assume sub-linear scaling
 
 
-def _device_note() -> str:
-    """Where and how fast it will run (imports torch, loads nothing)."""
+def _device_note() -> tuple[str, str]:
+    """(sentence, few-word summary) of where and how fast it will run (imports torch, loads nothing)."""
     try:
         import torch
     except Exception as exc:  # pragma: no cover - checked above
@@ -295,16 +297,20 @@ def _device_note() -> str:
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         eta = estimate_seconds(1024, 1562, device="cuda")
-        return f"runs on CUDA ({name}) in fp16, about {eta:.1f} s for a 1562x1024 photo on an H200-class GPU"
+        return (
+            f"runs on CUDA ({name}) in fp16, about {eta:.1f} s for a 1562x1024 photo on an H200-class GPU",
+            f"CUDA fp16, ~{eta:.1f} s per 1.6 MP photo",
+        )
     from .devices import cpu_supports_bf16
 
     dtype = "bf16" if cpu_supports_bf16() else "fp32"
     eta = estimate_seconds(1024, 1562, device="cpu", dtype=dtype)
     per_tile = eta / 18
-    return (
+    sentence = (
         f"runs on CPU in {dtype} (no GPU): about {per_tile:.0f} s per 512 px tile, "
         f"~{eta / 60:.0f} min for a 1562x1024 photo (18 tiles)"
     )
+    return sentence, f"CPU {dtype}, ~{per_tile:.0f} s per 512 px tile"
 
 
 __all__ = ["MagicBokehBackend", "estimate_seconds", "parse_options"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackendUnavailable, MagicBokehError
+from ..hub import cached_file
 
 logger = logging.getLogger(__name__)
 
@@ -148,13 +149,6 @@ def _local_only(local_files_only: bool | None) -> bool:
     return hub_offline() or not hub_reachable()
 
 
-def _cached(repo_id: str, filename: str, revision: str | None) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, filename, revision=revision)
-    return found if isinstance(found, str) else None
-
-
 def missing_files(base: Source, checkpoint: Source) -> list[str]:
     """Files that are neither local nor in the Hugging Face cache (no network access)."""
     missing: list[str] = []
@@ -165,12 +159,12 @@ def missing_files(base: Source, checkpoint: Source) -> list[str]:
                 missing.append(str(base.local_path / options[0]))
     else:
         for f in CONFIG_FILES:
-            if not _cached(base.repo_id, f, base.revision):
+            if not cached_file(base.repo_id, f, revision=base.revision):
                 missing.append(f"{base.repo_id}/{f}")
         for options in WEIGHT_FILES.values():
-            if not any(_cached(base.repo_id, f, base.revision) for f in options):
+            if not any(cached_file(base.repo_id, f, revision=base.revision) for f in options):
                 missing.append(f"{base.repo_id}/{options[0]}")
-    if not checkpoint.is_local and not _cached(checkpoint.repo_id, checkpoint.filename, checkpoint.revision):
+    if not checkpoint.is_local and not cached_file(checkpoint.repo_id, checkpoint.filename, revision=checkpoint.revision):
         missing.append(f"{checkpoint.repo_id}/{checkpoint.filename}")
     return missing
 

@@ -251,8 +251,10 @@ def load_map(source: Any, *, what: str = "disparity map") -> np.ndarray:
                 raise MagicBokehError(
                     f"cannot read {what} {str(path)!r}: not a readable image or .npy file."
                 )
-            if arr.ndim == 3:
-                arr = arr[..., 0] if arr.shape[2] in (1, 3, 4) else arr.mean(axis=2)
+            if arr.ndim == 3 and arr.shape[2] in (3, 4):
+                # Luminance, as PIL's "L" (the official code opens masks that way); OpenCV is BGR(A).
+                code = cv2.COLOR_BGR2GRAY if arr.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+                arr = cv2.cvtColor(arr, code)
     else:
         arr = np.asarray(source)
     arr = np.squeeze(arr)

@@ -109,3 +109,15 @@ def test_png_round_trip(tmp_path):
     gray = rng.random((17, 23)).astype(np.float32)
     back16 = load_map(save_png(tmp_path / "g.png", gray, bits=16))
     assert np.abs(back16 - gray).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_colour_masks_are_read_as_luminance(tmp_path):
+    """A red-on-black RGB mask must not vanish (OpenCV's channel 0 is blue)."""
+    mask = np.zeros((10, 12, 3), np.uint8)
+    mask[2:5, 3:9] = (255, 0, 0)  # pure red in RGB
+    path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(path)
+    loaded = load_map(path, what="focus mask")
+    assert loaded.shape == (10, 12)
+    assert (loaded > 0).sum() == 18 and loaded[0, 0] == 0.0
+    assert loaded[3, 4] == pytest.approx(np.asarray(Image.fromarray(mask).convert("L"))[3, 4] / 255, abs=1 / 255)

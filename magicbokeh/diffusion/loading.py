@@ -87,7 +87,8 @@ class MagicBokehModel:
 
         With a single inference step the previous ᾱ is 1 and the DDPM posterior mean equals the
         x0 prediction (spec §1.7): ≈ ``14.648819·z − 14.614647·ε̂``. The operations mirror
-        ``DDPMScheduler.step`` so the fp32 result matches it.
+        ``DDPMScheduler.step`` so the fp32 result matches it; the official fp16 run computes this step
+        in fp16, so under fp16 ours differs from it by fp16 rounding (kept in fp32 on purpose).
         """
         a = self.alpha_prod_t.to(latent.device)
         b = 1 - a

@@ -119,7 +119,7 @@ class MagicBokehPipeline:
             defocus: ``(H, W)`` float32 unitless defocus ``|d − f|·K/32`` in [0, 1].
             in_focus: ``(H, W)`` bool, True = in focus (``defocus <= 0.1``).
             seed: seed of the VAE posterior samples (deterministic per seed).
-            tile_batch: tiles per forward pass (default 1 on CPU, 4 on GPU).
+            tile_batch: most tiles per forward pass (default 1 on CPU, 8 on GPU), split into equal passes.
             color_fix: ``"adain"`` (official), ``"wavelet"`` or ``"none"``.
             image_key: content hash of ``image``; enables the latent cache.
             progress: ``progress(fraction, stage)`` after every batch of tiles, with an ETA.

@@ -110,6 +110,9 @@ _REBUILD_FUNCTIONS = tuple(
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
+    # Wider than the spec's minimal list (§4.4) on purpose: other torch versions pickle sizes,
+    # devices, dtypes and parameters through these names. Every entry is inert data or a guarded
+    # tensor rebuild; none imports modules or calls code named by the file.
     allowed: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): OrderedDict,
         ("builtins", "set"): set,

@@ -28,7 +28,9 @@ def tile_starts(size: int, tile: int = TILE_SIZE) -> list[int]:
 
 
 def tile_positions(height: int, width: int, tile: int = TILE_SIZE) -> list[tuple[int, int]]:
-    """``(top, left)`` of every tile, row-major, as the official code enumerates them."""
+    """``(top, left)`` of every tile, row-major: the official tile set (§1.5), whose code appends
+    the bottom row, right column and corner after the regular grid (only the summation order of
+    the blend differs)."""
     return [(i, j) for i in tile_starts(height, tile) for j in tile_starts(width, tile)]
 
 

@@ -30,11 +30,15 @@ class BackendResult:
         image: (H, W, 3) float32 RGB in [0, 1], the input's size.
         messages: human-readable notes (device, precision, warnings).
         timings: seconds per stage.
+        focus_disparity, defocus: set when the backend used values other than the core's (e.g.
+            the official 8-bit quantised disparity), so the reported maps are what it really used.
     """
 
     image: np.ndarray
     messages: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    focus_disparity: float | None = None
+    defocus: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,10 @@ def render(
     for stage, seconds in out.timings.items():
         timings[f"render.{stage}"] = seconds
     messages.extend(out.messages)
+    if out.defocus is not None:  # report the maps the backend really used
+        defocus, in_focus = out.defocus, in_focus_mask(out.defocus)
+    if out.focus_disparity is not None:
+        focus_disparity = float(out.focus_disparity)
     timings["total"] = time.perf_counter() - t_start
     if out.image.shape != photo.rgb.shape:
         raise MagicBokehError(

@@ -47,3 +47,17 @@ def test_app_menu_labels_diffusion_backends_with_device_and_speed(tiny_assets, m
     assert "CPU" in labels["two-stage"]
     monkeypatch.setenv("MAGICBOKEH_CHECKPOINT", str(tiny_assets.ckpt_path) + ".missing")
     assert set(name for _, name in app.backend_choices(app.backend_table())) == {"classical"}
+
+
+def test_core_reports_the_maps_the_diffusion_backend_really_used(tiny_assets, tmp_path, monkeypatch):  # noqa: F811
+    from magicbokeh.focus import defocus_map, quantise_disparity_8bit
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
+    img, disp = scene(72, 100)
+    res = render(img, depth=disp, focus=Focus.disparity(0.8),
+                 settings=RenderSettings(k=20, backend="magicbokeh", backend_options=tiny_options(tiny_assets)))
+    # Official parity: 8-bit truncated disparity and focus (0.8 * 255 = 204 -> 204 / 255).
+    assert res.focus_disparity == quantise_disparity_8bit(np.float32([[0.8]]))[0, 0]
+    np.testing.assert_array_equal(res.defocus, defocus_map(quantise_disparity_8bit(res.disparity), res.focus_disparity, 20))
+    np.testing.assert_array_equal(res.in_focus, res.defocus <= 0.1)

@@ -192,7 +192,7 @@ class MagicBokehBackend(Backend):
             src = "converted cache" if model.info.get("from_cache") else "checkpoint conversion"
             messages.append(f"loaded weights in {t_load:.1f} s ({src})")
         timings = {"load": t_load, **out.timings}
-        return BackendResult(out.image, messages, timings)
+        return BackendResult(out.image, messages, timings, focus_disparity=f, defocus=defocus)
 
     def restore(
         self,

@@ -818,6 +818,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if selected != ["classical"] or any((args.depth_model, args.base, args.checkpoint, args.device)):
         # Rebuild so the default selection and backend availability reflect the flags above.
         demo = build_demo(selected)
+    # Say on the console, too, what works here and what is missing (and how to get it).
+    ok, sentence = depth_status()
+    print(f"{'ready' if ok else 'fallback':>11}  depth: {sentence}")
+    for name, (status, _) in _BACKENDS.items():
+        print(f"{'ready' if status.ok else 'unavailable':>11}  {name}: {status.reason}")
     launch(demo, host=args.host, port=args.port, share=args.share, mcp=args.mcp)
 
 

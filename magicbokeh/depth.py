@@ -68,7 +68,7 @@ class DepthAnythingEstimator:
         if hub.hub_reachable():
             return None
         return hub.missing_weights_message(
-            "Depth Anything V2", self.source, hint="pass a depth map with --depth PATH"
+            "Depth Anything V2", self.source, hint="supply a disparity map (CLI: --depth PATH; app: Advanced)"
         )
 
     def _load(self) -> None:

@@ -19,6 +19,9 @@ EXAMPLES = ROOT / "examples"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="magicbokeh-examples-cache-"))
+# Gradio's file cache is content-addressed and shared by every process using the same folder; a
+# closing app deletes "its" files, which may be another test session's identical files.
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="magicbokeh-gradio-tmp-"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -175,7 +175,7 @@ def resolve_original(image: Image.Image | None, state: dict | None) -> Image.Ima
     return image
 
 
-def _focus(focus_x: float | None, focus_y: float | None) -> pipeline.Focus:
+def _focus(focus_x: float | None, focus_y: float | None, parity: bool = False) -> pipeline.Focus:
     """Focus.point for a clicked or typed pixel, Focus.auto() when neither is set."""
     missing_x = focus_x is None or (isinstance(focus_x, float) and np.isnan(focus_x))
     missing_y = focus_y is None or (isinstance(focus_y, float) and np.isnan(focus_y))
@@ -183,7 +183,7 @@ def _focus(focus_x: float | None, focus_y: float | None) -> pipeline.Focus:
         return pipeline.Focus.auto()
     if missing_x or missing_y:
         raise MagicBokehError("set both focus x and focus y (or clear both for automatic focus).")
-    return pipeline.Focus.point(focus_x, focus_y)
+    return pipeline.Focus.point(focus_x, focus_y, parity=bool(parity))
 
 
 def _settings(backend: str, k: float, focal_range: float, aperture: str, blades: float,
@@ -322,11 +322,12 @@ def _render_backends(
     rotation_deg: float,
     highlight_boost: bool,
     progress: Any,
+    focus_parity: bool = False,
 ) -> list[pipeline.RenderResult]:
     """Render one photo with each backend (depth is computed once and cached by the core)."""
     if not backends:
         raise MagicBokehError("select at least one backend.")
-    focus = _focus(focus_x, focus_y)
+    focus = _focus(focus_x, focus_y, focus_parity)
     depth = _disparity_path(disparity_map) or "auto"
     results = []
     span = 1.0 / len(backends)
@@ -377,6 +378,7 @@ def render_ui(
     blades: float,
     rotation_deg: float,
     highlight_boost: bool,
+    focus_parity: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):
     """The Render button: before/after, comparison gallery, disparity view, status, PNGs, details."""
@@ -387,7 +389,7 @@ def render_ui(
     try:
         results = _render_backends(original, focus_x, focus_y, k, backends, disparity_map,
                                    disparity_is_depth, focal_range, aperture, blades, rotation_deg,
-                                   highlight_boost, progress)
+                                   highlight_boost, progress, focus_parity)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     first = results[0]
@@ -410,13 +412,13 @@ def render_ui(
 
 
 def rerender(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
-             focal_range, aperture, blades, rotation_deg, highlight_boost,
+             focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity=False,
              progress: gr.Progress = gr.Progress()):
     """Re-render after a slider release or a click; does nothing while there is no photo."""
     if image is None:
         return (gr.skip(),) * 6
     return render_ui(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
-                     focal_range, aperture, blades, rotation_deg, highlight_boost, progress)
+                     focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity, progress)
 
 
 def render_example(image, focus_x, focus_y, k, disparity_map, highlight_boost):
@@ -443,6 +445,7 @@ def render(
     blades: int = 6,
     rotation_deg: float = 0.0,
     highlight_boost: bool = False,
+    focus_parity: bool = False,
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]:
     """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
@@ -464,6 +467,8 @@ def render(
         blades: number of polygon blades, 3-12.
         rotation_deg: polygon rotation in degrees.
         highlight_boost: brighten out-of-focus highlights so they bloom into bokeh discs.
+        focus_parity: focus exactly as the official MagicBokeh demo (the 8-bit disparity of the
+            single focus pixel) instead of the median over a 7x7 window.
 
     Returns:
         The (input, result) pair at the input's full resolution as PNGs, the colourised disparity
@@ -475,7 +480,7 @@ def render(
     try:
         (result,) = _render_backends(upright(image), focus_x, focus_y, k, [backend], disparity_map,
                                      disparity_is_depth, focal_range, aperture, blades, rotation_deg,
-                                     highlight_boost, progress)
+                                     highlight_boost, progress, focus_parity)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     pair = (to_uint8(result.photo.rgb), to_uint8(result.image))
@@ -664,6 +669,9 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                         elem_id="disparity-file",
                     )
                     is_depth = gr.Checkbox(value=False, label="The map is depth (far = large)")
+                    parity = gr.Checkbox(value=False, label="Official focus rule",
+                                         info="use the 8-bit disparity of the single clicked pixel, as "
+                                              "the MagicBokeh demo (default: median of a 7x7 window)")
                     gr.Markdown("**Backends on this machine**\n\n" + backend_notes(_BACKENDS))
                 render_btn = gr.Button("Render", variant="primary", size="lg", elem_id="render")
             with gr.Column(scale=7, min_width=400):
@@ -703,7 +711,7 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
         api_trigger = gr.Button(visible=False)
 
         ui_inputs = [input_image, state, focus_x, focus_y, k_slider, backends_box, disparity_file,
-                     is_depth, focal_range, aperture, blades, rotation, highlight]
+                     is_depth, focal_range, aperture, blades, rotation, highlight, parity]
         ui_outputs = [slider, gallery, depth_view, status, download, info_json]
         render_kwargs = dict(concurrency_id=RENDER_CONCURRENCY_ID, concurrency_limit=1,
                              api_visibility="private")
@@ -724,7 +732,7 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
         api_trigger.click(
             render,
             [input_image, focus_x, focus_y, k_slider, api_backend, disparity_file, is_depth,
-             focal_range, aperture, blades, rotation, highlight],
+             focal_range, aperture, blades, rotation, highlight, parity],
             [slider, depth_view, info_json],
             api_name="render",
             concurrency_id=RENDER_CONCURRENCY_ID,

@@ -277,7 +277,7 @@ def test_api_lists_only_the_render_endpoint(client):
     params = [p["parameter_name"] for p in api["named_endpoints"]["/render"]["parameters"]]
     assert params == ["image", "focus_x", "focus_y", "k", "backend", "disparity_map",
                       "disparity_is_depth", "focal_range", "aperture", "blades", "rotation_deg",
-                      "highlight_boost"]
+                      "highlight_boost", "focus_parity"]
 
 
 def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_path):
@@ -364,3 +364,17 @@ def test_startup_status_and_backend_notes_explain_what_is_missing(monkeypatch):
     notes = app.backend_notes(table)
     assert "✗ **magicbokeh**" in notes and "weights not in the Hugging Face cache" in notes
     assert "✓ **classical**" in notes
+
+
+def test_official_focus_rule_reads_the_single_8bit_pixel(tmp_path):
+    """The Advanced 'Official focus rule' switch: exact 8-bit pixel vs the 7x7 median."""
+    disp = np.full((48, 64), 0.4, np.float32)
+    disp[0, 0], disp[47, 63] = 0.0, 1.0  # keeps min-max normalisation an identity
+    disp[20, 30] = 0.9  # one odd pixel under the click
+    np.save(tmp_path / "disp.npy", disp)
+    image = _photo(64, 48)
+    robust = app.render(image, 30, 20, k=8, disparity_map=str(tmp_path / "disp.npy"))[2]
+    parity = app.render(image, 30, 20, k=8, disparity_map=str(tmp_path / "disp.npy"), focus_parity=True)[2]
+    assert robust["focus_disparity"] == pytest.approx(0.4, abs=1e-6)
+    assert parity["focus_disparity"] == pytest.approx(int(0.9 * 255) / 255, abs=1e-6)
+

@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rotation", type=float, default=0.0, metavar="DEG", help="polygon rotation in degrees")
     r.add_argument("--highlight-boost", action="store_true", help="brighten out-of-focus highlights")
     r.add_argument("--focal-range", type=float, default=0.0, metavar="W", help="disparity width in [0, 1] kept sharp around the focus")
-    r.add_argument("--save-depth", metavar="D.png", help="also write the disparity used (16-bit PNG, 1 = near)")
-    r.add_argument("--save-defocus", metavar="M.png", help="also write the defocus map |d-f|*K/32 (16-bit PNG)")
+    r.add_argument("--save-depth", metavar="D.png",
+                   help="also write the disparity used (16-bit PNG, 1 = near); a folder for a folder input")
+    r.add_argument("--save-defocus", metavar="M.png",
+                   help="also write the defocus map |d-f|*K/32 (16-bit PNG); a folder for a folder input")
     r.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     m = r.add_argument_group("MagicBokeh backend")
     m.add_argument("--base", help="SD2.1-base repo id or folder (env MAGICBOKEH_BASE)")
@@ -154,12 +156,13 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
     info = result.info()
     info["input"] = str(image)
     info["output"] = str(output)
-    if args.save_depth and not in_folder:
-        save_png(args.save_depth, result.disparity, bits=16)
-        info["depth_output"] = args.save_depth
-    if args.save_defocus and not in_folder:
-        save_png(args.save_defocus, result.defocus, bits=16)
-        info["defocus_output"] = args.save_defocus
+    # For a folder input the --save-* paths are folders, with one map per photo stem.
+    for flag, key, data in (("save_depth", "depth_output", result.disparity),
+                            ("save_defocus", "defocus_output", result.defocus)):
+        target = getattr(args, flag)
+        if target:
+            path = Path(target) / f"{image.stem}.png" if in_folder else Path(target)
+            info[key] = str(save_png(path, data, bits=16))
     return info
 
 

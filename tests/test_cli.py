@@ -48,9 +48,12 @@ def test_folder_renders_every_image(tmp_path):
     src = tmp_path / "in"
     for i in range(2):
         save_png(src / f"p{i}.png", textured(40, 50, seed=i))
-    proc = run_cli("render", str(src), "-o", str(tmp_path / "out"), "--depth", "approximate", "--K", "8", "--json")
+    proc = run_cli("render", str(src), "-o", str(tmp_path / "out"), "--depth", "approximate", "--K", "8",
+                   "--save-depth", str(tmp_path / "depth"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png"]
+    assert sorted(p.name for p in (tmp_path / "depth").iterdir()) == ["p0.png", "p1.png"]
+    assert load_map(tmp_path / "depth" / "p1.png").shape == (40, 50)
     assert len(json.loads(proc.stdout)["results"]) == 2
 
 

@@ -30,13 +30,13 @@ from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from magicbokeh import pipeline
 from magicbokeh.backends import Availability, backend_names, get_backend
 from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status
 from magicbokeh.errors import MagicBokehError
-from magicbokeh.images import colourise_disparity, content_key, save_png, to_uint8
+from magicbokeh.images import colourise_disparity, content_key, save_png, to_uint8, upright_pil
 from magicbokeh.settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT, K_RANGE
 
 logger = logging.getLogger("magicbokeh.app")
@@ -128,11 +128,7 @@ def upright(image: Any) -> Any:
     """
     if not isinstance(image, Image.Image):
         return image
-    try:
-        orientation = image.getexif().get(0x0112, 1)
-    except Exception:  # noqa: BLE001 - malformed EXIF: keep the pixels as they are
-        orientation = 1
-    return ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
+    return upright_pil(image)[0]
 
 
 def image_key(image: Image.Image) -> str:

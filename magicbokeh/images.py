@@ -72,14 +72,19 @@ def check_size(width: int, height: int) -> None:
         )
 
 
-def _from_pil(img: Image.Image, messages: list[str]) -> np.ndarray:
-    """Upright float RGB from a PIL image, noting every conversion in ``messages``."""
+def upright_pil(img: Image.Image) -> tuple[Image.Image, int]:
+    """(upright image, EXIF orientation 1-8) with the orientation applied; 1 = unchanged."""
     try:
-        orientation = img.getexif().get(0x0112, 1)
+        orientation = img.getexif().get(0x0112, 1) or 1
     except Exception:  # malformed EXIF must not stop the render
         orientation = 1
-    if orientation not in (None, 1):
-        img = ImageOps.exif_transpose(img)
+    return (ImageOps.exif_transpose(img) if orientation != 1 else img), orientation
+
+
+def _from_pil(img: Image.Image, messages: list[str]) -> np.ndarray:
+    """Upright float RGB from a PIL image, noting every conversion in ``messages``."""
+    img, orientation = upright_pil(img)
+    if orientation != 1:
         messages.append(f"applied EXIF orientation {orientation} (clicks refer to the upright image)")
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):

@@ -288,14 +288,21 @@ def load_focus_mask(focus: Focus, width: int, height: int) -> np.ndarray:
     return raw
 
 
-def resolve_focus(focus: Focus, disparity: np.ndarray) -> tuple[float, tuple[int, int] | None]:
-    """(focus disparity in [0, 1], focus pixel or None) for a focus spec on a disparity map."""
+def resolve_focus(
+    focus: Focus, disparity: np.ndarray, *, mask: np.ndarray | None = None
+) -> tuple[float, tuple[int, int] | None]:
+    """(focus disparity in [0, 1], focus pixel or None) for a focus spec on a disparity map.
+
+    ``mask``: the mask focus's map when the caller has already loaded it (saves reading it twice).
+    """
     h, w = disparity.shape
     if focus.kind == "point":
         xi, yi = check_point(focus.x, focus.y, w, h)
         return focus_from_point(disparity, xi, yi, parity=focus.parity), (xi, yi)
     if focus.kind == "mask":
-        return focus_from_mask(disparity, load_focus_mask(focus, w, h), parity=focus.parity), None
+        if mask is None:
+            mask = load_focus_mask(focus, w, h)
+        return focus_from_mask(disparity, mask, parity=focus.parity), None
     if focus.kind == "disparity":
         return float(focus.value), None
     nearest = disparity[disparity >= np.quantile(disparity, 0.8)]
@@ -348,7 +355,7 @@ def render(
     disparity = depth_result.disparity
 
     # 3-4. Focus, defocus map and in-focus mask (official formulas).
-    focus_disparity, focus_point = resolve_focus(focus, disparity)
+    focus_disparity, focus_point = resolve_focus(focus, disparity, mask=subject)
     defocus = defocus_map(disparity, focus_disparity, settings.k, focal_range=settings.focal_range)
     in_focus = in_focus_mask(defocus)
 

@@ -198,12 +198,21 @@ def attend(
 # Processors
 
 
-def _check_self_attention(attn, encoder_hidden_states) -> None:
+def _check_kernel(kernel: str) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
+
+
+def _self_attention_tokens(attn, hidden_states, encoder_hidden_states, attention_mask):
+    """Check the call is a plain self-attention and return ``_to_tokens(hidden_states)``."""
     # The MagicBokeh networks have no cross-attention and no spatial/group norm in attn1.
     if encoder_hidden_states is not None:
         raise ValueError("MagicBokeh attention processors handle self-attention only")
     if attn.spatial_norm is not None or attn.group_norm is not None:
         raise ValueError("MagicBokeh attention processors do not support spatial or group norm")
+    if attention_mask is not None:
+        raise ValueError("MagicBokeh attention processors take no attention_mask")
+    return _to_tokens(hidden_states)
 
 
 class PlainAttnProcessor:
@@ -215,8 +224,7 @@ class PlainAttnProcessor:
     """
 
     def __init__(self, kernel: str = "sdpa"):
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
+        _check_kernel(kernel)
         self.kernel = kernel
 
     def __call__(
@@ -228,10 +236,7 @@ class PlainAttnProcessor:
         temb: torch.Tensor | None = None,
         focus_mask: FocusMask | None = None,
     ) -> torch.Tensor:
-        _check_self_attention(attn, encoder_hidden_states)
-        if attention_mask is not None:
-            raise ValueError("MagicBokeh attention processors take no attention_mask")
-        x, restore = _to_tokens(hidden_states)
+        x, restore = _self_attention_tokens(attn, hidden_states, encoder_hidden_states, attention_mask)
         out = attend(self.kernel, attn.to_q(x), attn.to_k(x), attn.to_v(x), attn.heads, attn.scale)
         out = attn.to_out[1](attn.to_out[0](out))
         return _finish(attn, restore(out), hidden_states)
@@ -255,8 +260,7 @@ class FocusAttnProcessor(nn.Module):
         self, hidden_size: int, rank: int, *, kernel: str = "sdpa", lora_alpha: float = PROCESSOR_LORA_ALPHA
     ):
         super().__init__()
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
+        _check_kernel(kernel)
         self.hidden_size = hidden_size
         self.rank = rank
         self.kernel = kernel
@@ -279,10 +283,7 @@ class FocusAttnProcessor(nn.Module):
         temb: torch.Tensor | None = None,
         focus_mask: FocusMask | None = None,
     ) -> torch.Tensor:
-        _check_self_attention(attn, encoder_hidden_states)
-        if attention_mask is not None:
-            raise ValueError("MagicBokeh attention processors take no attention_mask")
-        x, restore = _to_tokens(hidden_states)
+        x, restore = _self_attention_tokens(attn, hidden_states, encoder_hidden_states, attention_mask)
         s = self.lora_scale
         q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
         # 1. plain pass (no mask)
@@ -318,8 +319,7 @@ def _finish(attn, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 
 def set_kernel(model: nn.Module, kernel: str) -> None:
     """Switch every MagicBokeh processor inside ``model`` to ``kernel``."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
+    _check_kernel(kernel)
     for module in model.modules():
         proc = getattr(module, "processor", None)
         if isinstance(proc, (PlainAttnProcessor, FocusAttnProcessor)):

@@ -7,6 +7,7 @@ field or a Focus, bad input ends with one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -17,6 +18,15 @@ from .errors import MagicBokehError
 from .settings import BLADES_RANGE, K_DEFAULT, K_RANGE
 
 EXIT_BAD_INPUT = 2
+
+#: Further commands, one module each under magicbokeh/commands/: ``configure_parser(parser)`` adds
+#: the arguments (imports nothing heavy), ``run(args) -> int`` does the work.
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
+    "degrade": ("magicbokeh.commands.degrade", "simulate a low-quality capture (Real-ESRGAN or digital zoom)"),
+    "convert-dadepth": ("magicbokeh.commands.convert_dadepth",
+                        "convert DAdepth.pth (or any upstream Depth Anything V2 .pth) to a transformers folder"),
+    "sweep": ("magicbokeh.commands.sweep", "render an aperture or focus sweep (GIF, MP4, PNG strip or frames)"),
+}
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -86,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
 
     sub.add_parser("backends", parents=[common], help="list backends and whether they can run here")
+    for name, (module, help_text) in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        importlib.import_module(module).configure_parser(p)
     return parser
 
 
@@ -218,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in EXTRA_COMMANDS:
+            return importlib.import_module(EXTRA_COMMANDS[args.command][0]).run(args)
         return {"render": cmd_render, "backends": cmd_backends}[args.command](args)
     except MagicBokehError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""One module per CLI command beyond ``render``/``backends`` (see ``magicbokeh.cli.EXTRA_COMMANDS``)."""

@@ -1,0 +1,1 @@
+"""Training programs (run as is or under ``accelerate launch``)."""

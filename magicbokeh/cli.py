@@ -56,10 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--depth",
         default="auto",
-        help="auto (Depth Anything V2 if available, else approximate) | approximate | a model id or "
-        "folder | a disparity map file (.png 8/16-bit, .npy; any size) | a folder of maps named like "
-        "the photos (default: auto)",
+        help="auto (a Depth Anything model if available, else approximate) | approximate | a depth model "
+        "(dadepth | small | base | large | hub id | transformers folder | upstream .pth) | a disparity "
+        "map file (.png 8/16-bit, .npy; any size) | a folder of maps named like the photos (default: auto)",
     )
+    r.add_argument(
+        "--depth-model", metavar="MODEL",
+        help="depth model used by --depth auto: dadepth (MagicBokeh's DA depth) | small | base | large | "
+        "hub id | folder | .pth (env MAGICBOKEH_DEPTH_MODEL; default: DA depth on a GPU when its "
+        "weights are present, else Depth Anything V2 Small)",
+    )
+    r.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
+                   help="depth network input: shorter side in pixels, a multiple of 14 (official 518)")
     r.add_argument("--depth-is-depth", action="store_true", help="the supplied map is depth (far = large)")
     focus = r.add_mutually_exclusive_group()
     focus.add_argument("--focus", type=_point, metavar="X,Y", help="focus pixel (column,row) of the upright photo")
@@ -118,12 +126,19 @@ def _by_stem(folder: Path, stem: str, what: str) -> Path:
     raise MagicBokehError(f"no {what} named {stem}.* in {folder}.")
 
 
+def _is_model_folder(folder: Path) -> bool:
+    """A transformers depth-model folder (as opposed to a folder of disparity maps)."""
+    return (folder / "config.json").is_file()
+
+
 def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folder: bool) -> dict[str, Any]:
     from .images import save_png
     from .pipeline import Focus, RenderSettings, render
 
     depth: Any = args.depth
-    if in_folder and Path(depth).is_dir():
+    if depth == "auto" and args.depth_model:
+        depth = args.depth_model
+    if in_folder and Path(depth).is_dir() and not _is_model_folder(Path(depth)):
         depth = str(_by_stem(Path(depth), image.stem, "depth map"))
     if args.focus is not None:
         focus = Focus.point(*args.focus, parity=args.focus_parity)
@@ -161,7 +176,8 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
 
     try:
         result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth, focus=focus,
-                        settings=settings, progress=progress if args.backend != "classical" else None)
+                        settings=settings, progress=progress if args.backend != "classical" else None,
+                        depth_input_size=args.depth_input_size)
     finally:
         if bars:
             bars[0].close()

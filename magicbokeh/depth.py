@@ -19,19 +19,38 @@ import numpy as np
 
 from . import hub
 from .errors import MagicBokehError
+from .depth_anything import DEFAULT_INPUT_SIZE, is_checkpoint_file
 from .focus import normalise_disparity
 
 logger = logging.getLogger(__name__)
 
-#: Apache-2.0; Base/Large are CC-BY-NC-4.0 (non-commercial).
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEPTH_MODEL_ENV = "MAGICBOKEH_DEPTH_MODEL"
-DEPTH_MODEL_LICENCES = {
-    "depth-anything/Depth-Anything-V2-Small-hf": "Apache-2.0",
-    "depth-anything/Depth-Anything-V2-Base-hf": "CC-BY-NC-4.0",
-    "depth-anything/Depth-Anything-V2-Large-hf": "CC-BY-NC-4.0",
-}
 APPROXIMATE_LABEL = "approximate depth (subject cut-out + ground-plane ramp, no model)"
+
+
+@dataclass(frozen=True)
+class DepthModel:
+    """A named depth model: ``source`` is what :func:`get_estimator` loads."""
+
+    name: str
+    source: str
+    label: str
+    licence: str
+
+
+#: The depth models offered by name (CLI ``--depth-model NAME``, the app's selector).
+DEPTH_MODELS: dict[str, DepthModel] = {
+    "dadepth": DepthModel(
+        "dadepth", "dadepth", "DA depth (MagicBokeh, degradation-aware ViT-L)",
+        "derived from Depth Anything V2 Large (CC-BY-NC-4.0); its own terms are unstated",
+    ),
+    "small": DepthModel("small", "depth-anything/Depth-Anything-V2-Small-hf", "Depth Anything V2 Small", "Apache-2.0"),
+    "base": DepthModel("base", "depth-anything/Depth-Anything-V2-Base-hf", "Depth Anything V2 Base", "CC-BY-NC-4.0"),
+    "large": DepthModel("large", "depth-anything/Depth-Anything-V2-Large-hf", "Depth Anything V2 Large", "CC-BY-NC-4.0"),
+}
+#: Apache-2.0, so usable in any demo; DA depth is preferred on a GPU when its weights are present.
+DEFAULT_DEPTH_MODEL = DEPTH_MODELS["small"].source
+DEPTH_MODEL_LICENCES = {m.source: m.licence for m in DEPTH_MODELS.values()}
 
 
 @dataclass
@@ -44,25 +63,91 @@ class DepthResult:
     messages: tuple[str, ...] = ()
 
 
+def _model_source(spec: str) -> str:
+    return DEPTH_MODELS[spec].source if spec in DEPTH_MODELS else spec
+
+
+def _cuda_available() -> bool:
+    if (os.environ.get("MAGICBOKEH_DEVICE") or "auto").startswith("cpu"):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _dadepth_weights_present() -> bool:
+    from .dadepth import DADEPTH_FILENAME, DADEPTH_REPO
+
+    return hub.cached_file(DADEPTH_REPO, DADEPTH_FILENAME) is not None
+
+
+def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
+    """(model source, why) for a depth spec; ``None``/``"auto"`` picks automatically.
+
+    Order: the argument, then ``MAGICBOKEH_DEPTH_MODEL``, then automatic: on a GPU DA depth when
+    its weights are already present (the paper's pairing for low-quality photos), otherwise
+    Depth Anything V2 Small (Apache-2.0; ViT-L is several times slower on a CPU).
+    """
+    if spec and spec != "auto":
+        return _model_source(spec), "chosen"
+    if os.environ.get(DEPTH_MODEL_ENV):
+        return _model_source(os.environ[DEPTH_MODEL_ENV]), f"from ${DEPTH_MODEL_ENV}"
+    if _cuda_available():
+        if _dadepth_weights_present():
+            return DEPTH_MODELS["dadepth"].source, "automatic: GPU and DA depth weights present"
+        return DEFAULT_DEPTH_MODEL, "automatic: DA depth weights not downloaded"
+    return DEFAULT_DEPTH_MODEL, "automatic: CPU (DA depth, a ViT-L, is several times slower here)"
+
+
 def depth_model_source(source: str | None = None) -> str:
-    """Depth model id or folder: argument, then ``MAGICBOKEH_DEPTH_MODEL``, then the Small model."""
-    return source or os.environ.get(DEPTH_MODEL_ENV) or DEFAULT_DEPTH_MODEL
+    """Depth model source for a spec: argument, then ``MAGICBOKEH_DEPTH_MODEL``, then automatic."""
+    return choose_depth_model(source)[0]
+
+
+def describe_source(source: str) -> str:
+    """A readable label for a depth model source (its name in :data:`DEPTH_MODELS` when known)."""
+    for model in DEPTH_MODELS.values():
+        if model.source == source:
+            return f"{model.label} ({source if model.name != 'dadepth' else 'LinxiaoShi/Magicbokeh DAdepth.pth'})"
+    return f"Depth Anything V2 ({source})"
 
 
 class DepthAnythingEstimator:
-    """Depth Anything V2 through transformers' ``AutoModelForDepthEstimation`` (loaded once)."""
+    """A Depth Anything V2 model (hub id, folder, DA depth or ``.pth``), loaded once, official pipeline.
 
-    def __init__(self, source: str, *, device: str | None = None) -> None:
+    Runs :func:`magicbokeh.depth_anything.predict_disparity`: the official resize rule, the
+    upstream position-embedding interpolation, bilinear resize back, then min-max normalisation.
+    """
+
+    def __init__(self, source: str, *, device: str | None = None,
+                 input_size: int = DEFAULT_INPUT_SIZE) -> None:
         self.source = source
         self.device = device  # None: MAGICBOKEH_DEVICE, else CUDA when available, read at load time
+        self.input_size = int(input_size)
         self._model: Any = None
-        self._processor: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return describe_source(self.source)
 
     def unavailable_reason(self) -> str | None:
         """Why the model cannot be loaded right now (no download attempted), or None."""
-        if hub.is_local_source(self.source) or self._model is not None:
+        if self._model is not None or hub.is_local_source(self.source):
             return None
+        if is_checkpoint_file(self.source):
+            from .dadepth import DADEPTH_FILENAME, DADEPTH_REPO
+
+            spec = f"{DADEPTH_REPO}/{DADEPTH_FILENAME}" if self.source == "dadepth" else self.source
+            parts = spec.split("/")
+            repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+            if filename and (hub.cached_file(repo, filename) is not None or hub.hub_reachable()):
+                return None
+            return hub.missing_weights_message(
+                "DA depth", spec, hint="pass a local DAdepth.pth (--depth-model PATH), converted once on first use",
+            )
         if hub.cached_file(self.source, "config.json") is not None:
             return None
         if hub.hub_reachable():
@@ -79,40 +164,38 @@ class DepthAnythingEstimator:
             raise MagicBokehError(reason)
         try:
             import torch
-            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
         except ImportError as exc:
             raise MagicBokehError(
                 f"Depth Anything needs torch and transformers ({exc}); pip install -r requirements.txt"
             ) from exc
-        local_only = hub.is_local_source(self.source) or not hub.hub_reachable()
-        t0 = time.perf_counter()
-        try:
-            processor = AutoImageProcessor.from_pretrained(self.source, local_files_only=local_only)
-            model = AutoModelForDepthEstimation.from_pretrained(self.source, local_files_only=local_only)
-        except (OSError, ValueError) as exc:
-            raise MagicBokehError(f"cannot load depth model {self.source!r}: {exc}") from None
+        from .depth_anything import load_depth_model
+
         device = self.device or os.environ.get("MAGICBOKEH_DEVICE") or "auto"
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self._model = model.to(self.device).eval()
-        self._processor = processor
-        self._torch = torch
+        local_only = hub.is_local_source(self.source) or not hub.hub_reachable()
+        t0 = time.perf_counter()
+        self._model = load_depth_model(self.source, device=self.device, local_files_only=local_only)
         logger.info("loaded %s in %.1f s", self.source, time.perf_counter() - t0)
+
+    @property
+    def model(self) -> Any:
+        """The loaded transformers model (loads on first access)."""
+        with self._lock:
+            self._load()
+            return self._model
+
+    def predict_raw(self, rgb: np.ndarray) -> np.ndarray:
+        """Raw relative disparity (H, W) float32 (larger = nearer), not normalised."""
+        from .depth_anything import predict_disparity
+
+        with self._lock:
+            self._load()
+            return predict_disparity(self._model, rgb, input_size=self.input_size)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Disparity (H, W) float32 in [0, 1], 1 = nearest, for a float RGB photo."""
-        with self._lock:
-            self._load()
-            from PIL import Image
-
-            h, w = rgb.shape[:2]
-            pil = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
-            inputs = self._processor(images=pil, return_tensors="pt").to(self.device)
-            with self._torch.inference_mode():
-                outputs = self._model(**inputs)
-            post = self._processor.post_process_depth_estimation(outputs, target_sizes=[(h, w)])
-            raw = post[0]["predicted_depth"].float().cpu().numpy()
         # Relative models predict inverse depth (larger = nearer): normalise per image.
-        return normalise_disparity(raw)
+        return normalise_disparity(self.predict_raw(rgb))
 
 
 def approximate_disparity(
@@ -195,24 +278,34 @@ class DepthCache:
 
 
 DEPTH_CACHE = DepthCache()
-_ESTIMATORS: dict[str, DepthAnythingEstimator] = {}
+_ESTIMATORS: dict[tuple[str, int, str | None], DepthAnythingEstimator] = {}
 _ESTIMATORS_LOCK = threading.Lock()
 
 
-def get_estimator(source: str | None = None, *, device: str | None = None) -> DepthAnythingEstimator:
-    """The process-wide estimator for a model source (created once, loaded on first use)."""
-    source = depth_model_source(source)
+def get_estimator(
+    source: str | None = None, *, device: str | None = None, input_size: int = DEFAULT_INPUT_SIZE
+) -> DepthAnythingEstimator:
+    """The process-wide estimator for a depth spec (created once, loaded on first use).
+
+    Args:
+        source: a name in :data:`DEPTH_MODELS` (``dadepth``, ``small``, ``base``, ``large``), a hub
+            id, a transformers folder, an upstream ``.pth``, or None/``"auto"`` (see
+            :func:`choose_depth_model`).
+        input_size: the network's shorter-side target in pixels (multiple of 14; official 518).
+    """
+    resolved = depth_model_source(source)
+    key = (resolved, int(input_size), device)
     with _ESTIMATORS_LOCK:
-        if source not in _ESTIMATORS:
-            _ESTIMATORS[source] = DepthAnythingEstimator(source, device=device)
-        return _ESTIMATORS[source]
+        if key not in _ESTIMATORS:
+            _ESTIMATORS[key] = DepthAnythingEstimator(resolved, device=device, input_size=input_size)
+        return _ESTIMATORS[key]
 
 
 def depth_status(source: str | None = None) -> tuple[bool, str]:
-    """(available, sentence) for the depth model, without downloading or loading anything."""
+    """(available, sentence) for a depth model, without downloading or loading anything."""
     est = get_estimator(source)
     reason = est.unavailable_reason()
     if reason:
         return False, reason + " Using approximate depth."
     licence = DEPTH_MODEL_LICENCES.get(est.source, "see the model card")
-    return True, f"Depth model: {est.source} ({licence})."
+    return True, f"Depth model: {est.label} ({licence})."

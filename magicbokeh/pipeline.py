@@ -16,6 +16,7 @@ import numpy as np
 
 from . import depth as depth_mod
 from .backends import ProgressCallback, get_backend
+from .depth_anything import DEFAULT_INPUT_SIZE
 from .errors import MagicBokehError
 from .focus import (
     check_k,
@@ -194,16 +195,20 @@ def resolve_disparity(
     seed_xy: tuple[int, int] | None = None,
     subject_mask: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
+    depth_input_size: int = DEFAULT_INPUT_SIZE,
 ) -> depth_mod.DepthResult:
     """Disparity for a photo from a depth spec, cached per (photo, source).
 
     Args:
         photo: the decoded photo.
-        depth: ``"auto"`` (Depth Anything V2 if loadable, else approximate), a model id or folder,
-            a map file (``.png`` 8/16-bit, ``.npy``), an array, or ``"approximate"``.
+        depth: ``"auto"`` (a Depth Anything model if loadable, else approximate; see
+            :func:`magicbokeh.depth.choose_depth_model`), a depth-model name (``dadepth``,
+            ``small``, ``base``, ``large``), hub id, folder or ``.pth``, a map file (``.png``
+            8/16-bit, ``.npy``), an array, or ``"approximate"``.
         depth_is_depth: the supplied map is depth (far = large) rather than disparity.
         seed_xy: subject seed for the approximate fallback (the clicked point).
         subject_mask: (H, W) subject mask for the approximate fallback (a focus mask).
+        depth_input_size: the depth network's shorter-side input in pixels (official 518).
     """
     w, h = photo.size
     cache = depth_mod.DEPTH_CACHE
@@ -226,9 +231,9 @@ def resolve_disparity(
 
     messages: list[str] = []
     if depth != "approximate":
-        model_source = None if depth == "auto" else str(depth)
-        estimator = depth_mod.get_estimator(model_source)
-        key = (photo.key, "model", estimator.source)
+        model_source, why = depth_mod.choose_depth_model(None if depth == "auto" else str(depth))
+        estimator = depth_mod.get_estimator(model_source, input_size=depth_input_size)
+        key = (photo.key, "model", estimator.source, estimator.input_size)
         reason = estimator.unavailable_reason()
         if reason is None:
             hit = cache.get(key)
@@ -243,7 +248,8 @@ def resolve_disparity(
                     raise
                 reason = str(exc)
             else:
-                result = depth_mod.DepthResult(disparity, source=f"Depth Anything V2 ({estimator.source})")
+                notes = (f"Depth: {estimator.label} ({why}).",) if depth == "auto" else ()
+                result = depth_mod.DepthResult(disparity, source=estimator.label, messages=notes)
                 cache.put(key, result)
                 return result
         if depth != "auto":
@@ -270,6 +276,8 @@ def _looks_like_map_file(spec: str) -> bool:
     from pathlib import Path
 
     path = Path(spec).expanduser()
+    if path.suffix.lower() in (".pth", ".pt"):  # an upstream depth-model checkpoint, not a map
+        return False
     if path.is_file():
         return True
     if path.suffix.lower() in (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".exr", ".pfm"):
@@ -317,6 +325,7 @@ def render(
     focus: Focus | None = None,
     settings: RenderSettings | None = None,
     progress: ProgressCallback | None = None,
+    depth_input_size: int = DEFAULT_INPUT_SIZE,
 ) -> RenderResult:
     """Render one photo. See :class:`RenderSettings`, :class:`Focus` and :func:`resolve_disparity`.
 
@@ -346,7 +355,7 @@ def render(
     t0 = time.perf_counter()
     depth_result = resolve_disparity(
         photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
-        progress=progress,
+        progress=progress, depth_input_size=depth_input_size,
     )
     timings["depth"] = time.perf_counter() - t0
     messages.extend(depth_result.messages)

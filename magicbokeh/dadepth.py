@@ -1,0 +1,417 @@
+"""Convert upstream Depth Anything V2 checkpoints (the official ``DAdepth.pth``) to transformers.
+
+``DAdepth.pth`` is MagicBokeh's degradation-aware Depth Anything V2 ViT-L in the upstream layout:
+a dict whose ``"model"`` entry holds the state dict with DDP ``module.`` prefixes. This module maps
+it onto transformers' ``DepthAnythingForDepthEstimation`` through an explicit key map
+(:func:`rename_keys` + :func:`split_qkv`), reads it without executing code from the file
+(``torch.load(weights_only=True)``), and writes a standard transformers folder (``config.json`` +
+``model.safetensors`` + ``preprocessor_config.json``) that loads with no magicbokeh import.
+
+:func:`converted_folder` converts once into the project cache, so later starts read no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from . import hub
+from .errors import MagicBokehError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import DepthAnythingConfig
+
+logger = logging.getLogger(__name__)
+
+#: Where the official file lives on the Hub.
+DADEPTH_REPO = "LinxiaoShi/Magicbokeh"
+DADEPTH_FILENAME = "DAdepth.pth"
+#: Bump when the converted layout changes, so stale cache entries are not reused.
+CONVERSION_FORMAT = 1
+ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
+_COMPLETE_MARKER = "conversion.json"
+
+#: The official checkpoint's architecture: DepthAnythingV2(encoder="vitl", features=256,
+#: out_channels=[256, 512, 1024, 1024]) with DINOv2 ViT-L/14 at 518 px (official-model.md §6).
+VITL_CONFIG: dict[str, Any] = {
+    "backbone_config": {
+        "model_type": "dinov2",
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "mlp_ratio": 4,
+        "patch_size": 14,
+        "image_size": 518,
+        "layerscale_value": 1.0,
+        "out_indices": [5, 12, 18, 24],
+        "apply_layernorm": True,
+        "reshape_hidden_states": False,
+    },
+    "reassemble_hidden_size": 1024,
+    "reassemble_factors": [4, 2, 1, 0.5],
+    "neck_hidden_sizes": [256, 512, 1024, 1024],
+    "fusion_hidden_size": 256,
+    "head_hidden_size": 32,
+    "depth_estimation_type": "relative",
+}
+
+#: Preprocessing that matches the official resize rule as closely as transformers' processor can
+#: (the project itself uses :mod:`magicbokeh.depth_anything`, which reproduces it exactly).
+PREPROCESSOR_CONFIG: dict[str, Any] = {
+    "image_processor_type": "DPTImageProcessor",
+    "do_resize": True,
+    "size": {"height": 518, "width": 518},
+    "keep_aspect_ratio": True,
+    "ensure_multiple_of": 14,
+    "resample": 3,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "do_pad": False,
+}
+
+
+def vitl_config() -> "DepthAnythingConfig":
+    """The transformers config of the official ViT-L checkpoint."""
+    from transformers import DepthAnythingConfig
+
+    return DepthAnythingConfig(**json.loads(json.dumps(VITL_CONFIG)))
+
+
+def load_config(path: str | os.PathLike | None) -> "DepthAnythingConfig":
+    """A transformers ``config.json`` (file or folder), or the ViT-L config when ``path`` is None."""
+    if path is None:
+        return vitl_config()
+    from transformers import DepthAnythingConfig
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise MagicBokehError(f"config {path} not found; pass a transformers config.json (or its folder).")
+    try:
+        config = DepthAnythingConfig.from_json_file(str(p))
+    except (ValueError, OSError, TypeError) as exc:
+        raise MagicBokehError(f"cannot read config {p}: {exc}") from None
+    if getattr(config, "model_type", "") != "depth_anything":
+        raise MagicBokehError(f"config {p} is not a Depth Anything config (model_type {config.model_type!r}).")
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Key map (upstream name -> transformers file name)
+# ---------------------------------------------------------------------------------------------
+
+
+def rename_keys(config: "DepthAnythingConfig") -> list[tuple[str, str]]:
+    """(upstream key, transformers key) pairs for every tensor except the fused ``attn.qkv``.
+
+    Upstream names are those of ``DepthAnythingV2.state_dict()`` without the ``module.`` prefix;
+    transformers names are those ``save_pretrained`` writes (the on-disk format).
+    """
+    layers = config.backbone_config.num_hidden_layers
+    stages = len(config.neck_hidden_sizes)
+    pairs: list[tuple[str, str]] = [
+        ("pretrained.cls_token", "backbone.embeddings.cls_token"),
+        ("pretrained.mask_token", "backbone.embeddings.mask_token"),
+        ("pretrained.pos_embed", "backbone.embeddings.position_embeddings"),
+        ("pretrained.patch_embed.proj.weight", "backbone.embeddings.patch_embeddings.projection.weight"),
+        ("pretrained.patch_embed.proj.bias", "backbone.embeddings.patch_embeddings.projection.bias"),
+        ("pretrained.norm.weight", "backbone.layernorm.weight"),
+        ("pretrained.norm.bias", "backbone.layernorm.bias"),
+    ]
+    # fmt: off
+    for i in range(layers):
+        src, dst = f"pretrained.blocks.{i}", f"backbone.encoder.layer.{i}"
+        pairs += [
+            (f"{src}.ls1.gamma", f"{dst}.layer_scale1.lambda1"),
+            (f"{src}.ls2.gamma", f"{dst}.layer_scale2.lambda1"),
+            (f"{src}.attn.proj.weight", f"{dst}.attention.output.dense.weight"),
+            (f"{src}.attn.proj.bias", f"{dst}.attention.output.dense.bias"),
+        ]
+        for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
+            pairs += [(f"{src}.{name}.{p}", f"{dst}.{name}.{p}") for p in ("weight", "bias")]
+    for i, factor in enumerate(config.reassemble_factors[:stages]):
+        for p in ("weight", "bias"):
+            pairs.append((f"depth_head.projects.{i}.{p}", f"neck.reassemble_stage.layers.{i}.projection.{p}"))
+            if factor != 1:  # factor 1 is an identity: no weights
+                pairs.append((f"depth_head.resize_layers.{i}.{p}", f"neck.reassemble_stage.layers.{i}.resize.{p}"))
+        pairs.append((f"depth_head.scratch.layer{i + 1}_rn.weight", f"neck.convs.{i}.weight"))
+    for i in range(stages):
+        # refinenet4 fuses the deepest features first: transformers numbers the fusion layers in
+        # the order they run, so the upstream numbering is reversed.
+        src, dst = f"depth_head.scratch.refinenet{stages - i}", f"neck.fusion_stage.layers.{i}"
+        for p in ("weight", "bias"):
+            pairs.append((f"{src}.out_conv.{p}", f"{dst}.projection.{p}"))
+            for unit in (1, 2):
+                for conv in (1, 2):
+                    pairs.append((f"{src}.resConfUnit{unit}.conv{conv}.{p}",
+                                  f"{dst}.residual_layer{unit}.convolution{conv}.{p}"))
+    for p in ("weight", "bias"):
+        pairs += [
+            (f"depth_head.scratch.output_conv1.{p}", f"head.conv1.{p}"),
+            (f"depth_head.scratch.output_conv2.0.{p}", f"head.conv2.{p}"),
+            (f"depth_head.scratch.output_conv2.2.{p}", f"head.conv3.{p}"),
+        ]
+    # fmt: on
+    return pairs
+
+
+def qkv_keys(config: "DepthAnythingConfig") -> list[tuple[str, str]]:
+    """(upstream fused qkv key, transformers prefix) for every attention block, weight and bias."""
+    return [
+        (f"pretrained.blocks.{i}.attn.qkv.{p}", f"backbone.encoder.layer.{i}.attention.attention|{p}")
+        for i in range(config.backbone_config.num_hidden_layers)
+        for p in ("weight", "bias")
+    ]
+
+
+def split_qkv(tensor: "torch.Tensor", prefix_and_param: str) -> dict[str, "torch.Tensor"]:
+    """Split a fused qkv weight [3C, C] (or bias [3C]) into three equal row blocks, q, k, v order."""
+    prefix, param = prefix_and_param.split("|")
+    if tensor.shape[0] % 3:
+        raise MagicBokehError(f"{prefix}: fused qkv {param} has {tensor.shape[0]} rows, not a multiple of 3.")
+    q, k, v = tensor.chunk(3, dim=0)
+    return {f"{prefix}.query.{param}": q.clone(), f"{prefix}.key.{param}": k.clone(),
+            f"{prefix}.value.{param}": v.clone()}
+
+
+def convert_state_dict(upstream: Mapping[str, "torch.Tensor"], config: "DepthAnythingConfig") -> dict[str, "torch.Tensor"]:
+    """Upstream Depth Anything V2 state dict (no ``module.`` prefix) -> transformers file names.
+
+    Raises:
+        MagicBokehError: naming the missing and unexpected keys when the state dict does not match
+            the config's architecture.
+    """
+    mapping = dict(rename_keys(config))
+    fused = dict(qkv_keys(config))
+    expected = set(mapping) | set(fused)
+    missing = sorted(expected - set(upstream))
+    unexpected = sorted(set(upstream) - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_preview(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_preview(unexpected)}")
+        raise MagicBokehError(
+            "the checkpoint does not match the Depth Anything V2 config "
+            f"({config.backbone_config.num_hidden_layers} layers, hidden {config.backbone_config.hidden_size}): "
+            + "; ".join(parts) + ". Pass the matching transformers config with --config."
+        )
+    out: dict[str, Any] = {dst: upstream[src].contiguous() for src, dst in mapping.items()}
+    for src, dst in fused.items():
+        out.update(split_qkv(upstream[src], dst))
+    return out
+
+
+def _preview(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the official file safely
+# ---------------------------------------------------------------------------------------------
+
+
+def read_upstream_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
+    """The upstream state dict from a ``.pth``: unwraps ``"model"``, strips ``module.`` prefixes.
+
+    Reads with ``torch.load(weights_only=True)``: tensors and plain containers only. A pickle that
+    names any code (a class, a function) is refused with the name it asked for.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MagicBokehError(f"checkpoint {path} not found.")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message names the refused global, e.g. "Unsupported global: GLOBAL posix.system".
+        import re
+
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it asks for {found.group(1)}" if found else str(exc).strip().splitlines()[-1][:200]
+        raise MagicBokehError(
+            f"refused to load {path.name}: it contains code, not only tensors ({what}). "
+            "Depth checkpoints must be plain state dicts."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise MagicBokehError(f"cannot read {path.name}: the file is truncated or not a torch checkpoint ({exc}).") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise MagicBokehError(f"{path.name} holds no state dict (expected a dict of tensors, or one under 'model').")
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            continue  # e.g. optimizer scalars at the top level of a bare dict
+        state[key[len("module."):] if key.startswith("module.") else key] = value
+    if not state:
+        raise MagicBokehError(f"{path.name} holds no tensors.")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Converting to a transformers folder
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_checkpoint_file(src: str) -> Path:
+    """A local ``.pth`` path, ``dadepth``, or a Hub spec (``REPO`` or ``REPO/FILE.pth``) -> local file.
+
+    Hub files come from the Hugging Face cache, downloaded on first use when the hub is reachable.
+    """
+    path = Path(src).expanduser()
+    if path.is_file():
+        return path
+    if src == "dadepth":
+        repo, filename = DADEPTH_REPO, DADEPTH_FILENAME
+    else:
+        parts = src.split("/")
+        if src.startswith((".", "/", "~")) or len(parts) < 2:
+            raise MagicBokehError(f"checkpoint {src} not found; pass a .pth path, 'dadepth' or a Hub repo id.")
+        repo = "/".join(parts[:2])
+        filename = "/".join(parts[2:]) or DADEPTH_FILENAME
+    cached = hub.cached_file(repo, filename)
+    if cached:
+        return Path(cached)
+    if not hub.hub_reachable():
+        raise MagicBokehError(
+            hub.missing_weights_message("DA depth", f"{repo}/{filename}", hint="pass a local .pth path")
+        )
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo, filename))
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear sentence
+        raise MagicBokehError(f"cannot download {repo}/{filename}: {exc}") from None
+
+
+def convert_dadepth(
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    config: str | os.PathLike | None = None,
+) -> Path:
+    """Convert an upstream Depth Anything V2 ``.pth`` into a transformers folder.
+
+    Args:
+        src: a ``.pth`` path, ``"dadepth"`` (the official file) or a Hub spec ``REPO[/FILE.pth]``.
+        out_dir: the folder to write (``config.json``, ``model.safetensors``,
+            ``preprocessor_config.json``); replaced only once the new one is complete and verified.
+        config: a transformers ``config.json`` for other model sizes; default the ViT-L config.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        MagicBokehError: unreadable or hostile file, missing/unexpected keys, or a tensor whose shape
+            does not match the config (named). Nothing that looks complete is left in ``out_dir``.
+    """
+    cfg = load_config(config)
+    state = convert_state_dict(read_upstream_checkpoint(resolve_checkpoint_file(os.fspath(src))), cfg)
+    out = Path(out_dir).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_folder(tmp, state, cfg)
+        verify_folder(tmp)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("converted %s -> %s (%d tensors)", src, out, len(state))
+    return out
+
+
+def _write_folder(folder: Path, state: Mapping[str, "torch.Tensor"], cfg: "DepthAnythingConfig") -> None:
+    from safetensors.torch import save_file
+
+    cfg.architectures = ["DepthAnythingForDepthEstimation"]
+    cfg.save_pretrained(str(folder))
+    save_file(dict(state), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+
+
+def verify_folder(folder: str | os.PathLike) -> None:
+    """Load a converted folder strictly: every tensor present and of the config's shape."""
+    import torch
+    from transformers import AutoModelForDepthEstimation
+
+    try:
+        _, info = AutoModelForDepthEstimation.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True, dtype=torch.float32,
+            ignore_mismatched_sizes=True,  # reported below, tensor by tensor, instead of a bare error
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        text = str(exc).strip().splitlines()
+        raise MagicBokehError(
+            "the weights do not match the config: " + (text[0] if text else type(exc).__name__)
+            + ". Pass the matching config with --config."
+        ) from None
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        items = sorted(
+            f"{x[0]} (file {tuple(x[1])}, config {tuple(x[2])})" if isinstance(x, (tuple, list)) else str(x)
+            for x in (info.get(kind) or [])
+        )
+        if items:
+            problems.append(f"{kind.replace('_', ' ')}: {_preview(items)}")
+    if problems:
+        raise MagicBokehError(
+            "the weights do not match the config (" + "; ".join(problems) + "). Pass the matching config with --config."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# One-time conversion cache
+# ---------------------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """``$MAGICBOKEH_CACHE_DIR/depth`` or ``~/.cache/magicbokeh/depth`` (XDG_CACHE_HOME honoured)."""
+    raw = os.environ.get(ENV_CACHE_DIR, "").strip()
+    if raw and raw.lower() not in {"off", "none", "0", "false"}:
+        return Path(raw).expanduser() / "depth"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "magicbokeh" / "depth"
+
+
+def converted_folder(src: str | os.PathLike, *, config: str | os.PathLike | None = None) -> Path:
+    """A transformers folder for an upstream ``.pth`` (or ``dadepth``), converted once and cached.
+
+    The cache key is the file's identity (resolved path, size, mtime; Hub blobs are named by content)
+    and the config, so a replaced file is converted again. Later calls read no pickle.
+    """
+    from .diffusion.sources import fingerprint
+
+    pth = resolve_checkpoint_file(os.fspath(src))
+    cfg_text = load_config(config).to_json_string() if config is not None else json.dumps(VITL_CONFIG, sort_keys=True)
+    payload = {"format": CONVERSION_FORMAT, "source": fingerprint([pth]), "config": cfg_text}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    folder = cache_root() / f"{pth.stem}-{key}"
+    if (folder / _COMPLETE_MARKER).is_file():
+        return folder
+    convert_dadepth(pth, folder, config=config)
+    (folder / _COMPLETE_MARKER).write_text(json.dumps({"source": str(pth), "format": CONVERSION_FORMAT}) + "\n")
+    return folder

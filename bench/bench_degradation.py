@@ -1,0 +1,89 @@
+"""Degradation speed: seconds per image for each preset at 512x512 and 1024x1024 (1 MP), scale 4.
+
+Usage: python bench/bench_degradation.py [--runs 15] [--threads 1 2] [--out bench/results_degradation.md]
+Each run uses a different seed (the Real-ESRGAN branches differ in cost), so the table reports the
+median over seeds, plus the slowest run. Prints a markdown table and writes it to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
+
+
+def photo(side: int) -> np.ndarray:
+    """A smooth colourful texture with fine noise (so JPEG and Poisson see many distinct values)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.random((side // 16, side // 16, 3)).astype(np.float32), (side, side),
+                      interpolation=cv2.INTER_CUBIC)
+    return np.clip(base + 0.05 * rng.standard_normal(base.shape, dtype=np.float32), 0, 1)
+
+
+def times_over_seeds(fn, runs: int) -> list[float]:
+    fn(runs)  # warm-up with a seed the timed runs do not use
+    out = []
+    for seed in range(runs):
+        t0 = time.perf_counter()
+        fn(seed)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    import cv2
+
+    from magicbokeh.degradation import PRESETS, degrade
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="OpenCV thread counts to measure (1 = a DataLoader worker)")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results_degradation.md")))
+    args = parser.parse_args()
+
+    lines = [
+        f"Machine: {machine()}; OpenCV {cv2.__version__}, NumPy {np.__version__}. Scale 4; median over "
+        f"{args.runs} seeds (one run each) after a warm-up; other jobs may have shared the CPU.",
+        "",
+        "| preset | OpenCV threads | 512x512 median | 512x512 slowest | 1024x1024 median | 1024x1024 slowest |",
+        "|---|---|---|---|---|---|",
+    ]
+    images = {side: photo(side) for side in (512, 1024)}
+    for preset in PRESETS:
+        for threads in args.threads:
+            cv2.setNumThreads(threads)
+            cells = []
+            for side, img in images.items():
+                t = times_over_seeds(lambda s: degrade(img, preset=preset, seed=s), args.runs)
+                cells += [f"{statistics.median(t):.3f} s", f"{max(t):.3f} s"]
+            lines.append(f"| {preset} | {threads} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

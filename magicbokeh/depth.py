@@ -137,6 +137,8 @@ class DepthAnythingEstimator:
         """Why the model cannot be loaded right now (no download attempted), or None."""
         if self._model is not None or hub.is_local_source(self.source):
             return None
+        if self.source.startswith((".", "/", "~", "\\")):
+            return f"depth model {self.source} not found: no such file or folder."
         if is_checkpoint_file(self.source):
             from .dadepth import DADEPTH_FILENAME, DADEPTH_REPO
 

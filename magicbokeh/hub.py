@@ -61,7 +61,10 @@ def cached_file(repo_id: str, filename: str, *, revision: str | None = None) -> 
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    try:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    except ValueError:  # not a valid repo id (e.g. a missing local path): nothing cached under it
+        return None
     return found if isinstance(found, str) else None
 
 

@@ -1,0 +1,376 @@
+"""Synthetic bokeh pairs: layered scenes, thin-lens ground truth, degraded all-in-focus inputs.
+
+Usage::
+
+    python -m magicbokeh.data.synth --out data/synth --num 2000 --seed 0 \\
+        [--size 512] [--backgrounds DIR] [--foregrounds DIR] [--workers 8 | --ray auto]
+
+Every sample depends only on ``(seed, index)`` (``np.random.default_rng([seed, index])``), so any
+shard regenerates alone and a rerun is byte-identical. Files are written atomically, the meta file
+last: a sample whose ``meta/ID.json`` exists is complete and is skipped on a rerun, which is how an
+interrupted generation is resumed. Layout under ``--out`` (``ID = f"{index:06d}"``)::
+
+    aif/ID.png          all-in-focus composite (8-bit sRGB)
+    disparity/ID.npy    visible disparity, float32 (H, W), 1 = near, min 0 and max 1 exactly
+    bokeh/ID.png        ray-traced thin-lens ground truth (8-bit sRGB)
+    lq/ID.png           degraded all-in-focus input, same size (magicbokeh.degradation.degrade)
+    layers/ID_L.png     complete RGBA layers, L = 0 farthest (8-bit, straight alpha)
+    meta/ID.json        seed, index, K, focus_disparity, layer_disparities, sources, ...
+    manifest.jsonl      one meta row per sample (plus file paths), index order
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import MagicBokehError
+from ..settings import K_RANGE
+from .raytrace import Layer, composite_sharp, render_thin_lens
+from .scenes import PROCEDURAL, VISIBLE_ALPHA, Scene, assemble_scene, list_backgrounds, list_foregrounds
+
+logger = logging.getLogger(__name__)
+
+#: Smallest --size: the Real-ESRGAN x4 degradation needs 32 px sides.
+MIN_SIZE = 32
+MAX_SIZE = 4096
+KINDS = ("aif", "disparity", "bokeh", "lq", "layers", "meta")
+#: Degradation of the all-in-focus input (the paper's Real-ESRGAN x4 pipeline).
+LQ_PRESET = "realesrgan"
+LQ_SCALE = 4.0
+
+
+@dataclass
+class Sample:
+    """One synthetic pair.
+
+    Attributes:
+        aif: (H, W, 3) float32 sRGB in [0, 1], all in focus.
+        disparity: (H, W) float32 visible disparity, 1 = near; min 0, max 1.
+        bokeh: (H, W, 3) float32 sRGB in [0, 1], the thin-lens render.
+        layers: complete layers, far -> near.
+        k: blur strength in [0, 32] (CoC radius ``k * |d - f|`` px).
+        focus_disparity: focal plane disparity in [0, 1].
+        layer_disparities: per layer, a float (fronto-parallel) or ``[min, max]`` (slanted background).
+        sources: per layer, the file name relative to its folder, or "procedural".
+    """
+
+    aif: np.ndarray
+    disparity: np.ndarray
+    bokeh: np.ndarray
+    layers: list[Layer]
+    k: float
+    focus_disparity: float
+    layer_disparities: list[Any]
+    sources: list[str]
+
+
+def sample_id(index: int) -> str:
+    return f"{int(index):06d}"
+
+
+def _sources(backgrounds, foregrounds, size: int):
+    bgs = list_backgrounds(str(Path(backgrounds).expanduser().resolve()), int(size)) if backgrounds else None
+    fgs = list_foregrounds(str(Path(foregrounds).expanduser().resolve()))[0] if foregrounds else None
+    return bgs, fgs
+
+
+def _check_size(size: int) -> int:
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise MagicBokehError(f"--size must be an integer number of pixels; got {size!r}.") from None
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise MagicBokehError(f"--size must be in [{MIN_SIZE}, {MAX_SIZE}] px; got {size}.")
+    return size
+
+
+def make_sample(seed: int, index: int, *, size: int = 512, backgrounds=None, foregrounds=None) -> Sample:
+    """Build sample ``index`` of the dataset seeded by ``seed`` (deterministic in both).
+
+    Args:
+        seed, index: non-negative integers; ``np.random.default_rng([seed, index])`` draws everything.
+        size: output side in pixels (square), in [32, 4096].
+        backgrounds, foregrounds: folders of photos / cut-outs, or None for procedural content.
+    """
+    size = _check_size(size)
+    if int(seed) < 0 or int(index) < 0:
+        raise MagicBokehError(f"seed and index must be non-negative; got seed={seed}, index={index}.")
+    bgs, fgs = _sources(backgrounds, foregrounds, size)
+    rng = np.random.default_rng([int(seed), int(index)])
+
+    # 1. Scene, with the visible disparity spanning [0, 1].
+    scene: Scene = assemble_scene(rng, size, backgrounds=bgs, foregrounds=fgs)
+
+    # 2. Focus on the background or one of the foregrounds (equally likely), at a visible pixel.
+    target = int(rng.integers(len(scene.layers)))
+    visible = _visible_owner(scene.layers) == target
+    if not visible.any():  # a foreground hidden behind the other one: focus on the nearest instead
+        target = int(_visible_owner(scene.layers).max())
+        visible = _visible_owner(scene.layers) == target
+    ys, xs = np.nonzero(visible)
+    pick = int(rng.integers(len(ys)))
+    focus = float(scene.disparity[ys[pick], xs[pick]])
+    k = float(rng.uniform(*K_RANGE))
+
+    # 3. Render.
+    aif = composite_sharp(scene.layers)
+    bokeh = render_thin_lens(scene.layers, focus, k)
+    layer_disp = [
+        [float(np.min(layer.disparity)), float(np.max(layer.disparity))]
+        if np.ndim(layer.disparity) else float(layer.disparity)
+        for layer in scene.layers
+    ]
+    return Sample(aif, scene.disparity, bokeh, scene.layers, k, focus, layer_disp, scene.sources)
+
+
+def _visible_owner(layers: Sequence[Layer]) -> np.ndarray:
+    """(H, W) index of the layer that owns each pixel of the visible disparity map."""
+    owner = np.zeros(layers[0].rgba.shape[:2], np.int32)
+    for i, layer in enumerate(layers[1:], start=1):
+        owner[layer.rgba[..., 3] > VISIBLE_ALPHA] = i
+    return owner
+
+
+def lq_seed(seed: int, index: int) -> int:
+    """Degradation seed for sample ``index``: derived from (seed, index), independent of the scene draws."""
+    return int(np.random.SeedSequence([int(seed), int(index), 0x4C51]).generate_state(1)[0])
+
+
+def default_degrade(aif: np.ndarray, seed: int) -> np.ndarray:
+    """Real-ESRGAN x4 degradation of the all-in-focus image, at the same size."""
+    from ..degradation import degrade  # lazy: keeps `import magicbokeh.data.synth` light
+
+    return degrade(aif, preset=LQ_PRESET, scale=LQ_SCALE, seed=int(seed))
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _tmp(path: Path) -> Path:
+    # Same folder (os.replace stays atomic), a hidden name, the real extension (OpenCV needs it).
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """8-bit PNG of (H, W, 3) sRGB or (H, W, 4) RGBA floats in [0, 1], written atomically."""
+    out = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = out[..., [2, 1, 0, 3]] if out.shape[2] == 4 else out[..., ::-1]  # OpenCV wants BGR(A)
+    tmp = _tmp(path)
+    if not cv2.imwrite(str(tmp), np.ascontiguousarray(out)):
+        raise MagicBokehError(f"cannot write {str(path)!r}; check the disk space and permissions.")
+    os.replace(tmp, path)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = _tmp(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _meta_bytes(meta: dict) -> bytes:
+    return (json.dumps(meta, sort_keys=True, indent=1) + "\n").encode()
+
+
+def _paths(out: Path, index: int, num_layers: int) -> dict[str, str]:
+    sid = sample_id(index)
+    rows = {kind: f"{kind}/{sid}.png" for kind in ("aif", "bokeh", "lq")}
+    rows["disparity"] = f"disparity/{sid}.npy"
+    rows["layers"] = [f"layers/{sid}_{i}.png" for i in range(num_layers)]
+    rows["meta"] = f"meta/{sid}.json"
+    return rows
+
+
+def _manifest_row(out: Path, meta: dict) -> dict:
+    row = dict(meta)
+    row.update(_paths(out, meta["index"], len(meta["sources"])))
+    return row
+
+
+def write_sample(out_dir: str | Path, seed: int, index: int, *, size: int = 512, backgrounds=None,
+                 foregrounds=None, degrade_fn: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
+    """Make sample ``index`` and write its files (meta last); returns its meta dict."""
+    out = Path(out_dir)
+    sid = sample_id(index)
+    sample = make_sample(seed, index, size=size, backgrounds=backgrounds, foregrounds=foregrounds)
+    lq = (degrade_fn or default_degrade)(sample.aif, lq_seed(seed, index))
+    for kind in KINDS:  # leftovers of a run killed mid-write
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        for stale in (out / kind).glob(f".{sid}*.tmp*"):
+            stale.unlink(missing_ok=True)
+    _write_png(out / "aif" / f"{sid}.png", sample.aif)
+    _write_bytes(out / "disparity" / f"{sid}.npy", _npy_bytes(sample.disparity))
+    _write_png(out / "bokeh" / f"{sid}.png", sample.bokeh)
+    _write_png(out / "lq" / f"{sid}.png", np.asarray(lq, np.float32))
+    for i, layer in enumerate(sample.layers):
+        _write_png(out / "layers" / f"{sid}_{i}.png", layer.rgba)
+    meta = {
+        "id": sid,
+        "seed": int(seed),
+        "index": int(index),
+        "size": int(sample.aif.shape[0]),
+        "K": sample.k,
+        "focus_disparity": sample.focus_disparity,
+        "layer_disparities": sample.layer_disparities,
+        "sources": sample.sources,
+        "degradation": (
+            {"preset": LQ_PRESET, "scale": LQ_SCALE, "seed": lq_seed(seed, index)}
+            if degrade_fn is None
+            else {"preset": "custom", "seed": lq_seed(seed, index)}
+        ),
+    }
+    _write_bytes(out / "meta" / f"{sid}.json", _meta_bytes(meta))  # last: marks the sample complete
+    return meta
+
+
+def _work(item: tuple) -> tuple[dict, bool]:
+    """map_indexed worker: (meta, reused) for one index; reuses a finished sample."""
+    out_dir, seed, index, size, backgrounds, foregrounds, degrade_fn = item
+    meta_path = Path(out_dir) / "meta" / f"{sample_id(index)}.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            logger.warning("meta %s is unreadable; regenerating sample %d", meta_path.name, index)
+        else:
+            if meta.get("seed") != seed or meta.get("size") != size:
+                raise MagicBokehError(
+                    f"{out_dir} already holds sample {index} made with seed {meta.get('seed')} and size "
+                    f"{meta.get('size')}, not seed {seed} and size {size}; use a new --out folder."
+                )
+            return meta, True
+    return write_sample(out_dir, seed, index, size=size, backgrounds=backgrounds, foregrounds=foregrounds,
+                        degrade_fn=degrade_fn), False
+
+
+def _prepare_out(out_dir: str | Path) -> Path:
+    out = Path(out_dir).expanduser()
+    try:
+        for kind in KINDS:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+        probe = out / "meta" / f".probe{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MagicBokehError(
+            f"cannot write to output folder {str(out)!r} ({exc.strerror or exc}); choose a writable --out."
+        ) from None
+    return out
+
+
+def generate(out_dir, num: int, seed: int, *, size: int = 512, backgrounds=None, foregrounds=None,
+             workers: int = 1, ray_address: str | None = None, progress: bool = True,
+             degrade_fn=None) -> list[dict]:
+    """Generate samples ``0 .. num - 1`` under ``out_dir`` (resuming a partial run); see the module doc.
+
+    Args:
+        out_dir: output folder (created).
+        num: number of samples, >= 1.
+        seed: dataset seed, >= 0.
+        size: square side in pixels, in [32, 4096].
+        backgrounds: folder of background photos (each >= size on both sides), or None = procedural.
+        foregrounds: folder of RGBA cut-outs or images/ + mattes/, or None = procedural.
+        workers: local processes (ignored with ``ray_address``).
+        ray_address: ``"auto"``, ``"local"`` or ``"ray://HOST:PORT"``: one Ray task per sample.
+        progress: show a progress bar on stderr.
+        degrade_fn: ``fn(aif, seed) -> lq`` (same-size float32 [0, 1]) replacing the Real-ESRGAN x4
+            default; must be a picklable module-level function for workers > 1 or Ray.
+
+    Returns:
+        Manifest rows (meta plus relative file paths), in index order; also written to manifest.jsonl.
+    """
+    # 1. Check everything before any work, so a bad option fails in a second, not an hour in.
+    try:
+        num, seed = int(num), int(seed)
+    except (TypeError, ValueError):
+        raise MagicBokehError("--num and --seed must be integers.") from None
+    if num < 1:
+        raise MagicBokehError(f"--num must be at least 1; got {num}.")
+    if seed < 0:
+        raise MagicBokehError(f"--seed must be a non-negative integer; got {seed}.")
+    size = _check_size(size)
+    backgrounds = str(Path(backgrounds).expanduser().resolve()) if backgrounds else None
+    foregrounds = str(Path(foregrounds).expanduser().resolve()) if foregrounds else None
+    bgs, fgs = _sources(backgrounds, foregrounds, size)
+    out = _prepare_out(out_dir)
+    logger.info(
+        "generating %d samples of %dx%d into %s (backgrounds: %s, foregrounds: %s)", num, size, size, out,
+        f"{len(bgs)} photos" if bgs else PROCEDURAL, f"{len(fgs)} cut-outs" if fgs else PROCEDURAL,
+    )
+
+    # 2. One task per index; finished samples are read back, not redone.
+    from ..parallel import map_indexed
+
+    items = [(str(out), seed, i, size, backgrounds, foregrounds, degrade_fn) for i in range(num)]
+    results = map_indexed(
+        _work, items, workers=workers, ray_address=ray_address, desc="synth", progress=progress
+    )
+    reused = sum(1 for _, was in results if was)
+    logger.info("%d new samples, %d already complete", num - reused, reused)
+
+    # 3. Manifest from the meta files, index order.
+    rows = [_manifest_row(out, meta) for meta, _ in results]
+    _write_bytes(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m magicbokeh.data.synth",
+        description="Generate synthetic bokeh training pairs (ray-traced thin-lens ground truth).",
+    )
+    p.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
+    p.add_argument("--num", type=int, required=True, help="number of samples (>= 1)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (>= 0); sample i uses rng([seed, i])")
+    p.add_argument("--size", type=int, default=512, help=f"square side in pixels [{MIN_SIZE}, {MAX_SIZE}]")
+    p.add_argument("--backgrounds", help="folder of background photos, each >= --size (default: procedural)")
+    p.add_argument(
+        "--foregrounds", help="folder of RGBA PNG cut-outs, or images/ + mattes/ (default: procedural)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local, or ray://HOST:PORT")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    try:
+        rows = generate(args.out, args.num, args.seed, size=args.size, backgrounds=args.backgrounds,
+                        foregrounds=args.foregrounds, workers=args.workers, ray_address=args.ray,
+                        progress=not args.no_progress)
+    except MagicBokehError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(rows)} samples to {args.out} (manifest.jsonl)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,12 +32,14 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from magicbokeh import pipeline
+from magicbokeh import app_support, pipeline
+from magicbokeh import sweep as sweep_core
 from magicbokeh.backends import Availability, backend_names, get_backend
 from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.images import colourise_disparity, content_key, save_png, to_uint8, upright_pil
 from magicbokeh.settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT, K_RANGE
+from magicbokeh.sweep import MIN_FRAMES
 
 logger = logging.getLogger("magicbokeh.app")
 # Examples without a disparity map pass None on purpose; Gradio warns about any None at start-up.
@@ -60,6 +62,8 @@ RENDER_CONCURRENCY_ID = "render"
 DISPARITY_FILE_TYPES = [".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"]
 _OUTPUT_DIR = Path(tempfile.gettempdir()) / "magicbokeh-app"
 _OUTPUT_MAX_AGE_S = 3600.0
+#: Most frames the app's sweep slider offers (the CLI allows more).
+SWEEP_MAX_FRAMES_UI = 24
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,19 +323,24 @@ def _render_backends(
     highlight_boost: bool,
     progress: Any,
     focus_parity: bool = False,
+    depth_model: str = "auto",
+    simulate_lq: bool = False,
+    lq_preset: str = "realesrgan",
+    lq_seed: float | None = 0,
 ) -> list[pipeline.RenderResult]:
     """Render one photo with each backend (depth is computed once and cached by the core)."""
     if not backends:
         raise MagicBokehError("select at least one backend.")
     focus = _focus(focus_x, focus_y, focus_parity)
-    depth = _disparity_path(disparity_map) or "auto"
+    depth = app_support.depth_spec(depth_model, _disparity_path(disparity_map))
+    source = _source_photo(original, simulate_lq, lq_preset, lq_seed, progress)
     results = []
     span = 1.0 / len(backends)
     for i, backend in enumerate(backends):
         settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
         progress(i * span, desc=f"{backend}: starting")
         results.append(pipeline.render(
-            original,
+            source,
             depth=depth,
             depth_is_depth=bool(disparity_is_depth),
             focus=focus,
@@ -340,6 +349,15 @@ def _render_backends(
         ))
     progress(1.0, desc="encoding PNG")
     return results
+
+
+def _source_photo(original: Any, simulate_lq: bool, lq_preset: str | None, lq_seed: float | None,
+                  progress: Any) -> Any:
+    """The photo to render: the upload itself, or its simulated low-quality capture."""
+    if not simulate_lq:
+        return original
+    progress(0.0, desc="simulating a low-quality capture")
+    return app_support.simulate_low_quality(original, preset=lq_preset or "realesrgan", seed=lq_seed)
 
 
 def _save_results(results: Sequence[pipeline.RenderResult]) -> list[str]:
@@ -375,9 +393,16 @@ def render_ui(
     rotation_deg: float,
     highlight_boost: bool,
     focus_parity: bool = False,
+    depth_model: str = "auto",
+    simulate_lq: bool = False,
+    lq_preset: str = "realesrgan",
+    lq_seed: float | None = 0,
     progress: gr.Progress = gr.Progress(),
 ):
-    """The Render button: before/after, comparison gallery, disparity view, status, PNGs, details."""
+    """The Render button: before/after, comparison gallery, disparity view, status, PNGs, details.
+
+    With ``simulate_lq`` the "before" image is the simulated low-quality capture that was rendered.
+    """
     original = resolve_original(image, state)
     if original is None:
         raise gr.Error("Upload a photo first (or pick an example below).", title="No photo",
@@ -385,7 +410,8 @@ def render_ui(
     try:
         results = _render_backends(original, focus_x, focus_y, k, backends, disparity_map,
                                    disparity_is_depth, focal_range, aperture, blades, rotation_deg,
-                                   highlight_boost, progress, focus_parity)
+                                   highlight_boost, progress, focus_parity, depth_model, simulate_lq,
+                                   lq_preset, lq_seed)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     first = results[0]
@@ -409,12 +435,14 @@ def render_ui(
 
 def rerender(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
              focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity=False,
+             depth_model="auto", simulate_lq=False, lq_preset="realesrgan", lq_seed=0,
              progress: gr.Progress = gr.Progress()):
     """Re-render after a slider release or a click; does nothing while there is no photo."""
     if image is None:
         return (gr.skip(),) * 6
     return render_ui(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
-                     focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity, progress)
+                     focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity,
+                     depth_model, simulate_lq, lq_preset, lq_seed, progress)
 
 
 def render_example(image, focus_x, focus_y, k, disparity_map, highlight_boost):
@@ -442,6 +470,10 @@ def render(
     rotation_deg: float = 0.0,
     highlight_boost: bool = False,
     focus_parity: bool = False,
+    depth_model: str = "auto",
+    simulate_lq: bool = False,
+    lq_preset: str = "realesrgan",
+    lq_seed: int = 0,
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]:
     """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
@@ -465,6 +497,16 @@ def render(
         highlight_boost: brighten out-of-focus highlights so they bloom into bokeh discs.
         focus_parity: focus exactly as the official MagicBokeh demo (the 8-bit disparity of the
             single focus pixel) instead of the median over a 7x7 window.
+        depth_model: depth source: "auto" (the best model available here, else approximate),
+            "dadepth" (MagicBokeh's degradation-aware ViT-L), "small" (Depth Anything V2 Small,
+            Apache-2.0), "base" or "large" (CC-BY-NC-4.0), "approximate" (no model) or "uploaded"
+            (the disparity_map file; "auto" also uses it when given). A model whose weights are
+            not available here is an error.
+        simulate_lq: first degrade the photo into a low-quality capture (4x resolution loss), so
+            the restoration can be seen on a clean photo; the "input" image returned is then the
+            degraded one.
+        lq_preset: "realesrgan" (Real-ESRGAN second-order degradation) or "zoom" (digital zoom).
+        lq_seed: whole number >= 0; the same seed gives the same degradation.
 
     Returns:
         The (input, result) pair at the input's full resolution as PNGs, the colourised disparity
@@ -476,11 +518,74 @@ def render(
     try:
         (result,) = _render_backends(upright(image), focus_x, focus_y, k, [backend], disparity_map,
                                      disparity_is_depth, focal_range, aperture, blades, rotation_deg,
-                                     highlight_boost, progress, focus_parity)
+                                     highlight_boost, progress, focus_parity, depth_model, simulate_lq,
+                                     lq_preset, lq_seed)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     pair = (to_uint8(result.photo.rgb), to_uint8(result.image))
     return pair, disparity_view(result), result.info()
+
+
+def sweep_ui(
+    image: Image.Image | None,
+    state: dict | None,
+    focus_x: float | None,
+    focus_y: float | None,
+    k: float,
+    backends: list[str],
+    disparity_map: str | None,
+    disparity_is_depth: bool,
+    focal_range: float,
+    aperture: str,
+    blades: float,
+    rotation_deg: float,
+    highlight_boost: bool,
+    focus_parity: bool,
+    depth_model: str,
+    simulate_lq: bool,
+    lq_preset: str,
+    lq_seed: float | None,
+    sweep_kind: str,
+    sweep_frames: float,
+    sweep_k_max: float,
+    progress: gr.Progress = gr.Progress(),
+):
+    """The "Make sweep" button: an animated GIF and a PNG strip of the current photo and settings.
+
+    Aperture sweep: K from 0 to ``sweep_k_max`` at the current focus. Focus sweep: the focal plane
+    from the nearest to the farthest at the current K. Uses the first selected backend.
+    Returns (GIF path, strip path, both paths for download, a status line).
+    """
+    original = resolve_original(image, state)
+    if original is None:
+        raise gr.Error("Upload a photo first (or pick an example below).", title="No photo",
+                       print_exception=False)
+    try:
+        if not backends:
+            raise MagicBokehError("select at least one backend.")
+        backend = backends[0]
+        settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
+        depth = app_support.depth_spec(depth_model, _disparity_path(disparity_map))
+        source = _source_photo(original, simulate_lq, lq_preset, lq_seed, progress)
+        result = sweep_core.render_sweep(
+            source, kind=sweep_kind, frames=sweep_frames, k_max=sweep_k_max, depth=depth,
+            depth_is_depth=bool(disparity_is_depth), focus=_focus(focus_x, focus_y, focus_parity),
+            settings=settings, progress=_progress_adapter(progress, 0.0, 0.95, f"{sweep_kind} sweep"),
+        )
+        progress(0.95, desc="writing GIF and PNG strip")
+        folder = _new_output_dir()
+        stem = f"magicbokeh_{result.kind}_sweep"
+        (gif,) = sweep_core.save_sweep(result.frames, folder / f"{stem}.gif")
+        (strip,) = sweep_core.save_sweep(result.frames, folder / f"{stem}.png")
+    except Exception as exc:  # noqa: BLE001
+        _raise_for_ui(exc)
+    swept = (f"K {result.values[0]:g} → {result.values[-1]:g}" if result.kind == "aperture"
+             else f"focal-plane disparity {result.values[0]:.2f} → {result.values[-1]:.2f} at K = {result.k[0]:g}")
+    lines = [f"**{result.kind.capitalize()} sweep:** {len(result.frames)} frames, {swept} · "
+             f"{result.backend} · {_seconds(result.seconds)}",
+             f"**Depth:** {result.depth_source}" + (" ⚠" if result.approximate_depth else "")]
+    lines += [("⚠ " if "approximate depth" in m else "· ") + m for m in result.messages]
+    return str(gif), str(strip), [str(gif), str(strip)], "  \n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,6 +626,16 @@ def on_select(image: Image.Image | None, state: dict | None, evt: gr.SelectData)
 def reset_focus():
     """Page load: an empty focus readout (Gradio shows and sends 0 for a Number created as None)."""
     return None, None
+
+
+def on_map_upload() -> str:
+    """A disparity map was uploaded: select it as the depth source."""
+    return app_support.DEPTH_UPLOADED
+
+
+def on_map_clear() -> str:
+    """The disparity map was removed: back to automatic depth."""
+    return app_support.DEPTH_AUTO
 
 
 def on_clear():
@@ -665,6 +780,27 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                         elem_id="disparity-file",
                     )
                     is_depth = gr.Checkbox(value=False, label="The map is depth (far = large)")
+                    depth_model = gr.Dropdown(
+                        choices=app_support.depth_menu(), value=app_support.DEPTH_AUTO,
+                        label="Depth source (with licence)",
+                        info="Automatic says in the status line which model ran and why; a model that "
+                             "is not available here is refused, Automatic falls back to approximate",
+                        elem_id="depth-model",
+                    )
+                    with gr.Group():
+                        simulate_lq = gr.Checkbox(
+                            value=False, label="Simulate a low-quality capture",
+                            info="degrade the photo (4× resolution loss) before rendering, to see the "
+                                 "restoration on a clean photo; “before” then shows the degraded photo",
+                            elem_id="simulate-lq",
+                        )
+                        with gr.Row():
+                            lq_preset = gr.Radio([("Real-ESRGAN (blur, resize, noise, JPEG)", "realesrgan"),
+                                                  ("Digital zoom", "zoom")],
+                                                 value="realesrgan", label="Degradation", elem_id="lq-preset")
+                            lq_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed",
+                                                info="same seed, same degradation", elem_id="lq-seed",
+                                                min_width=90)
                     parity = gr.Checkbox(value=False, label="Official focus rule",
                                          info="use the 8-bit disparity of the single clicked pixel, as "
                                               "the MagicBokeh demo (default: median of a 7x7 window)")
@@ -682,6 +818,25 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                                           elem_id="disparity-view")
                     download = gr.File(label="Full-resolution PNG", file_count="multiple",
                                        interactive=False, height=120, elem_id="download")
+                with gr.Accordion("Sweep", open=False, elem_id="sweep"):
+                    with gr.Row():
+                        sweep_kind = gr.Radio([("Aperture: K from 0 to K max", "aperture"),
+                                               ("Focus: near → far at the current K", "focus")],
+                                              value="aperture", label="Sweep", elem_id="sweep-kind")
+                        sweep_frames = gr.Slider(MIN_FRAMES, SWEEP_MAX_FRAMES_UI, value=8, step=1,
+                                                 label="Frames", elem_id="sweep-frames")
+                        sweep_k_max = gr.Slider(0.5, K_RANGE[1], value=K_RANGE[1], step=0.5,
+                                                label="K max (aperture sweep)", elem_id="sweep-k-max")
+                    sweep_btn = gr.Button("Make sweep (GIF + PNG strip)", variant="secondary",
+                                          elem_id="make-sweep")
+                    sweep_status = gr.Markdown(elem_id="sweep-status")
+                    with gr.Row(equal_height=False):
+                        sweep_gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False,
+                                             height=260, elem_id="sweep-gif")
+                        sweep_strip = gr.Image(label="All frames (PNG strip)", type="filepath",
+                                               interactive=False, height=260, elem_id="sweep-strip")
+                    sweep_files = gr.File(label="Download the GIF and the strip", file_count="multiple",
+                                          interactive=False, height=100, elem_id="sweep-files")
                 with gr.Accordion("Details (JSON)", open=False):
                     info_json = gr.JSON(label="Render info", elem_id="info")
 
@@ -699,7 +854,7 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                 examples_per_page=8,
             )
         with gr.Accordion("Models and licences", open=False):
-            gr.Markdown(MODELS_MARKDOWN)
+            gr.Markdown(models_markdown())
 
         # Hidden input for the API's single `backend` argument.
         api_backend = gr.Dropdown(choices=list(_BACKENDS), value="classical", visible=False,
@@ -707,7 +862,8 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
         api_trigger = gr.Button(visible=False)
 
         ui_inputs = [input_image, state, focus_x, focus_y, k_slider, backends_box, disparity_file,
-                     is_depth, focal_range, aperture, blades, rotation, highlight, parity]
+                     is_depth, focal_range, aperture, blades, rotation, highlight, parity, depth_model,
+                     simulate_lq, lq_preset, lq_seed]
         ui_outputs = [slider, gallery, depth_view, status, download, info_json]
         render_kwargs = dict(concurrency_id=RENDER_CONCURRENCY_ID, concurrency_limit=1,
                              api_visibility="private")
@@ -725,10 +881,16 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                        api_visibility="private").then(rerender, ui_inputs, ui_outputs, **render_kwargs)
         render_btn.click(render_ui, ui_inputs, ui_outputs, **render_kwargs)
         k_slider.release(rerender, ui_inputs, ui_outputs, trigger_mode="always_last", **render_kwargs)
+        # An uploaded map selects "Uploaded map"; removing it goes back to Automatic.
+        disparity_file.upload(on_map_upload, None, [depth_model], api_visibility="private", queue=False)
+        disparity_file.clear(on_map_clear, None, [depth_model], api_visibility="private", queue=False)
+        sweep_btn.click(sweep_ui, ui_inputs + [sweep_kind, sweep_frames, sweep_k_max],
+                        [sweep_gif, sweep_strip, sweep_files, sweep_status], **render_kwargs)
         api_trigger.click(
             render,
             [input_image, focus_x, focus_y, k_slider, api_backend, disparity_file, is_depth,
-             focal_range, aperture, blades, rotation, highlight, parity],
+             focal_range, aperture, blades, rotation, highlight, parity, depth_model, simulate_lq,
+             lq_preset, lq_seed],
             [slider, depth_view, info_json],
             api_name="render",
             concurrency_id=RENDER_CONCURRENCY_ID,
@@ -738,18 +900,27 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
     return demo
 
 
-MODELS_MARKDOWN = """
-| Component | Source (override) | Licence |
-|---|---|---|
-| Classical lens blur | built in, no weights | Apache-2.0 (this project) |
-| Depth | `depth-anything/Depth-Anything-V2-Small-hf` (`--depth-model`, `MAGICBOKEH_DEPTH_MODEL`) | Apache-2.0 (Base/Large are CC-BY-NC-4.0) |
-| MagicBokeh LoRA | `LinxiaoShi/Magicbokeh` (`--checkpoint`, `MAGICBOKEH_CHECKPOINT`) | no licence file published by the authors |
-| Stable Diffusion 2.1-base | `Manojb/stable-diffusion-2-1-base` mirror (`--base`, `MAGICBOKEH_BASE`) | CreativeML Open RAIL++-M |
-
-Without network or cached weights the app falls back to approximate depth (subject cut-out plus
-ground-plane ramp) and the classical renderer, and says so in the status line. Uploaded photos are
-processed in memory and generated files are deleted after an hour.
+MODELS_MARKDOWN_HEAD = """
+| Component | Source (override) | Licence | Here |
+|---|---|---|---|
+| Classical lens blur | built in, no weights | Apache-2.0 (this project) | ✓ ready |
 """
+MODELS_MARKDOWN_TAIL = """| MagicBokeh LoRA | `LinxiaoShi/Magicbokeh` (`--checkpoint`, `MAGICBOKEH_CHECKPOINT`) | no licence file published by the authors | see *Advanced* |
+| Stable Diffusion 2.1-base | `Manojb/stable-diffusion-2-1-base` mirror (`--base`, `MAGICBOKEH_BASE`) | CreativeML Open RAIL++-M | see *Advanced* |
+
+The depth source is chosen under *Advanced* (Automatic: DA depth on a GPU when its weights are
+present, else Depth Anything V2 Small; `--depth-model` / `MAGICBOKEH_DEPTH_MODEL` set the automatic
+choice). Base, Large and DA depth are for non-commercial use. Without network or cached weights the
+app falls back to approximate depth (subject cut-out plus ground-plane ramp) and the classical
+renderer, and says so in the status line. Uploaded photos are processed in memory and generated
+files are deleted after an hour.
+"""
+
+
+def models_markdown() -> str:
+    """The "Models and licences" panel: every component, its licence and whether it is ready here."""
+    return MODELS_MARKDOWN_HEAD + app_support.depth_models_markdown() + "\n" + MODELS_MARKDOWN_TAIL
+
 
 demo = build_demo()
 

@@ -94,10 +94,11 @@ def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
         return _model_source(spec), "chosen"
     if os.environ.get(DEPTH_MODEL_ENV):
         return _model_source(os.environ[DEPTH_MODEL_ENV]), f"from ${DEPTH_MODEL_ENV}"
+    # Weights first: the device check imports torch, which an app start should not pay for.
+    if not _dadepth_weights_present():
+        return DEFAULT_DEPTH_MODEL, "automatic: DA depth is used on a GPU once its weights are downloaded"
     if _cuda_available():
-        if _dadepth_weights_present():
-            return DEPTH_MODELS["dadepth"].source, "automatic: GPU and DA depth weights present"
-        return DEFAULT_DEPTH_MODEL, "automatic: DA depth weights not downloaded"
+        return DEPTH_MODELS["dadepth"].source, "automatic: GPU and DA depth weights present"
     return DEFAULT_DEPTH_MODEL, "automatic: CPU (DA depth, a ViT-L, is several times slower here)"
 
 

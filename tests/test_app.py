@@ -275,9 +275,14 @@ def test_api_lists_only_the_render_endpoint(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert list(api["named_endpoints"]) == ["/render"]
     params = [p["parameter_name"] for p in api["named_endpoints"]["/render"]["parameters"]]
+    # The original parameters keep their order; new ones are optional and only ever appended.
     assert params == ["image", "focus_x", "focus_y", "k", "backend", "disparity_map",
                       "disparity_is_depth", "focal_range", "aperture", "blades", "rotation_deg",
-                      "highlight_boost", "focus_parity"]
+                      "highlight_boost", "focus_parity", "depth_model", "simulate_lq", "lq_preset",
+                      "lq_seed"]
+    defaults = {p["parameter_name"]: p.get("parameter_default")
+                for p in api["named_endpoints"]["/render"]["parameters"][13:]}
+    assert defaults == {"depth_model": "auto", "simulate_lq": False, "lq_preset": "realesrgan", "lq_seed": 0}
 
 
 def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_path):
@@ -309,6 +314,24 @@ def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_
     # Still serving, and automatic focus works through the API too.
     (before, after), _, info = call(focus_x=None, focus_y=None, k=0)
     assert Image.open(after).size == size and info["focus_point"] is None
+
+
+def test_api_new_optional_parameters_work_by_name(client):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    source = EXAMPLES / "coffee.jpg"
+    clean = np.asarray(Image.open(source).convert("RGB"))
+    (before, after), _, info = client.predict(
+        handle_file(str(source)), 280, 140, 8, "classical", depth_model="approximate", simulate_lq=True,
+        lq_preset="zoom", lq_seed=3, api_name="/render")
+    degraded = np.asarray(Image.open(before).convert("RGB"))
+    assert degraded.shape == clean.shape == np.asarray(Image.open(after).convert("RGB")).shape
+    assert np.abs(degraded.astype(int) - clean.astype(int)).mean() > 2  # the "before" is the degraded photo
+    assert info["approximate_depth"] is True
+    assert any("simulated low-quality capture: zoom x4, seed 3" in m for m in info["messages"])
+    with pytest.raises(AppError, match="no-such-model"):
+        client.predict(handle_file(str(source)), depth_model="no-such-model", api_name="/render")
 
 
 # ---------------------------------------------------------------------------------------------

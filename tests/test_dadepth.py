@@ -217,6 +217,7 @@ def test_automatic_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     from magicbokeh import depth
 
     monkeypatch.delenv("MAGICBOKEH_DEPTH_MODEL", raising=False)
+    monkeypatch.setattr(depth, "_dadepth_weights_present", lambda: True)
     monkeypatch.setattr(depth, "_cuda_available", lambda: False)
     source, why = depth.choose_depth_model(None)
     assert source == depth.DEPTH_MODELS["small"].source and "CPU" in why

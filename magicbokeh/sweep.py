@@ -1,0 +1,446 @@
+"""Aperture and focus sweeps: one photo rendered at a series of K values or focal planes.
+
+An **aperture sweep** keeps the focus fixed and steps the blur strength K evenly from 0 (no blur)
+to ``k_max``; a **focus sweep** keeps K fixed and steps the focal plane evenly from the nearest
+disparity in the photo's map (its maximum, 1 for a normalised map) to the farthest (its minimum,
+0) — the supplement's §4.1 and §4.2 figures as an animation. Every frame is a normal
+:func:`magicbokeh.pipeline.render` call on the same decoded photo, so the disparity is estimated
+once (the core caches it per photo and depth source) and the diffusion backend reuses its cached
+latents.
+
+Outputs (:func:`save_sweep`, chosen by the output path):
+
+* ``.gif`` — an animated GIF (Pillow), looping, ``fps`` frames per second;
+* ``.mp4`` — H.264 video through imageio + imageio-ffmpeg when installed;
+* ``.png`` — a contact sheet: one horizontal strip when the frames together are at most
+  :data:`SHEET_MAX_WIDTH_PX` wide, else a near-square grid (row by row, empty cells white);
+* a folder (a path without a suffix, or an existing folder) — only the frames, as
+  ``frame_000.png``, ``frame_001.png``, … in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import MagicBokehError
+from .focus import check_k
+from .images import to_uint8
+
+logger = logging.getLogger(__name__)
+
+SWEEP_KINDS = ("aperture", "focus")
+#: Frame count limits (a sweep holds every frame in memory until it is written).
+MIN_FRAMES = 2
+MAX_FRAMES = 120
+#: Largest total size of the frames in memory (8-bit RGB), bytes.
+MAX_SWEEP_BYTES = 2 * 1024**3
+#: A PNG contact sheet is one horizontal strip up to this width (pixels), else a grid.
+SHEET_MAX_WIDTH_PX = 4096
+#: Default playback speed of GIF and MP4 sweeps, frames per second.
+DEFAULT_FPS = 6.0
+OUTPUT_SUFFIXES = (".gif", ".mp4", ".png")
+FRAME_PATTERN = re.compile(r"frame_\d+\.png")
+MP4_MISSING = (
+    "writing .mp4 needs imageio with its ffmpeg plugin (pip install \"imageio[ffmpeg]\"); "
+    "or write a .gif, a .png strip or a folder of frames instead."
+)
+
+#: progress(fraction in [0, 1], stage description)
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass
+class SweepResult:
+    """The frames of a sweep and how they were made.
+
+    Attributes:
+        kind: "aperture" or "focus".
+        values: per frame, K (aperture sweep, in [0, 32]) or the focal-plane disparity (focus
+            sweep, in [0, 1], 1 = nearest).
+        frames: per frame, (H, W, 3) uint8 RGB at the input's size.
+        k: per frame, the blur strength used.
+        focus_disparity: per frame, the focal-plane disparity used.
+        backend: the backend that rendered the frames.
+        depth_source: where the disparity came from.
+        approximate_depth: True when no real depth was available.
+        messages: notes (depth fallback, ignored options...), each once.
+        seconds: wall time of the whole sweep.
+    """
+
+    kind: str
+    values: list[float]
+    frames: list[np.ndarray]
+    k: list[float]
+    focus_disparity: list[float]
+    backend: str
+    depth_source: str
+    approximate_depth: bool
+    messages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every frame, pixels."""
+        return self.frames[0].shape[1], self.frames[0].shape[0]
+
+    def info(self) -> dict[str, Any]:
+        """JSON-serialisable summary of the sweep."""
+        w, h = self.size
+        return {
+            "kind": self.kind,
+            "frames": len(self.frames),
+            "frame_size": [w, h],
+            "values": [round(v, 6) for v in self.values],
+            "K": [round(v, 6) for v in self.k],
+            "focus_disparity": [round(v, 6) for v in self.focus_disparity],
+            "backend": self.backend,
+            "depth_source": self.depth_source,
+            "approximate_depth": self.approximate_depth,
+            "messages": list(self.messages),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check_frames(frames: Any) -> int:
+    """Validate a frame count: an integer in [MIN_FRAMES, MAX_FRAMES]."""
+    try:
+        n = int(frames)
+        if n != float(frames):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise MagicBokehError(f"the frame count must be a whole number; got {frames!r}.") from None
+    if not (MIN_FRAMES <= n <= MAX_FRAMES):
+        raise MagicBokehError(
+            f"a sweep needs between {MIN_FRAMES} and {MAX_FRAMES} frames; got {n}."
+        )
+    return n
+
+
+def sweep_values(kind: str, frames: int, *, k_max: float = 32.0,
+                 disparity_range: tuple[float, float] = (0.0, 1.0)) -> list[float]:
+    """The swept value of each frame, evenly spaced.
+
+    Args:
+        kind: "aperture" (K from 0 to ``k_max``) or "focus" (focal-plane disparity from
+            ``disparity_range[1]``, the nearest, down to ``disparity_range[0]``, the farthest).
+        frames: frame count, at least 2.
+        k_max: largest K of an aperture sweep, in (0, 32].
+        disparity_range: (min, max) disparity of the photo's map, each in [0, 1].
+    """
+    n = check_frames(frames)
+    if kind == "aperture":
+        k_max = check_k(k_max)
+        if k_max <= 0:
+            raise MagicBokehError("an aperture sweep needs a largest K above 0 (at most 32).")
+        return [float(v) for v in np.linspace(0.0, k_max, n)]
+    if kind == "focus":
+        lo, hi = (float(np.clip(v, 0.0, 1.0)) for v in disparity_range)
+        return [float(v) for v in np.linspace(hi, lo, n)]
+    raise MagicBokehError(f"unknown sweep kind {kind!r}; choose {' or '.join(SWEEP_KINDS)}.")
+
+
+def render_sweep(
+    image: Any,
+    *,
+    kind: str = "aperture",
+    frames: int = 8,
+    k_max: float = 32.0,
+    depth: Any = "auto",
+    depth_is_depth: bool = False,
+    focus: Any = None,
+    settings: Any = None,
+    progress: ProgressCallback | None = None,
+    depth_input_size: int | None = None,
+) -> SweepResult:
+    """Render a sweep of one photo.
+
+    Args:
+        image: the photo (path, bytes, PIL image, array or :class:`~magicbokeh.images.Photo`).
+        kind: "aperture" (K from 0 to ``k_max`` at the fixed ``focus``) or "focus" (focal plane
+            from the nearest to the farthest disparity at the fixed ``settings.k``).
+        frames: frame count in [2, 120].
+        k_max: largest K of an aperture sweep, in (0, 32].
+        depth, depth_is_depth: the depth source, as for :func:`magicbokeh.pipeline.render`.
+        focus: a :class:`~magicbokeh.pipeline.Focus` (aperture sweep; default automatic). A focus
+            sweep moves the focus itself, so a focus given there is ignored (with a note).
+        settings: :class:`~magicbokeh.pipeline.RenderSettings`; ``k`` is the focus sweep's K.
+        progress: optional ``progress(fraction, stage)`` callback.
+        depth_input_size: the depth network's shorter-side input in pixels (None: the core's
+            default, the official 518).
+
+    Raises:
+        MagicBokehError: bad input (frame count, K, kind, photo, depth) or an unavailable backend.
+    """
+    from .backends import get_backend
+    from .images import load_photo
+    from .pipeline import Focus, RenderSettings, render, resolve_disparity
+
+    t_start = time.perf_counter()
+    if kind not in SWEEP_KINDS:
+        raise MagicBokehError(f"unknown sweep kind {kind!r}; choose {' or '.join(SWEEP_KINDS)}.")
+    n = check_frames(frames)
+    settings = (settings or RenderSettings()).checked()
+    focus = focus or Focus.auto()
+    photo = load_photo(image)
+    w, h = photo.size
+    if n * w * h * 3 > MAX_SWEEP_BYTES:
+        raise MagicBokehError(
+            f"{n} frames of {w}x{h} need {n * w * h * 3 / 1e9:.1f} GB of memory (limit "
+            f"{MAX_SWEEP_BYTES / 1e9:.1f} GB); use fewer frames or a smaller photo."
+        )
+    available = get_backend(settings.backend).availability(settings.backend_call_options())
+    if not available.ok:
+        raise MagicBokehError(f"backend {settings.backend!r} cannot run here: {available.reason}")
+
+    depth_kwargs: dict[str, Any] = {}
+    if depth_input_size is not None:
+        depth_kwargs["depth_input_size"] = int(depth_input_size)
+    messages: list[str] = []
+    if kind == "aperture":
+        values = sweep_values(kind, n, k_max=k_max)
+        plans = [(replace(settings, k=v), focus) for v in values]
+    else:
+        if focus.kind != "auto":
+            messages.append(f"a focus sweep moves the focus itself; the given focus ({focus.describe()}) "
+                            "is not used.")
+        # The same call render() makes for a disparity focus, so the frames hit this cache entry.
+        depth_result = resolve_disparity(photo, depth, depth_is_depth=depth_is_depth, progress=progress,
+                                         **depth_kwargs)
+        d = depth_result.disparity
+        values = sweep_values(kind, n, disparity_range=(float(d.min()), float(d.max())))
+        plans = [(settings, Focus.disparity(v)) for v in values]
+
+    out_frames: list[np.ndarray] = []
+    ks: list[float] = []
+    focuses: list[float] = []
+    first = None
+    for i, (frame_settings, frame_focus) in enumerate(plans):
+        label = f"frame {i + 1}/{n}"
+        if progress:
+            progress(i / n, label)
+        frame_progress = (_frame_progress(progress, i, n, label)
+                          if progress is not None and frame_settings.backend != "classical" else None)
+        result = render(photo, depth=depth, depth_is_depth=depth_is_depth, focus=frame_focus,
+                        settings=frame_settings, progress=frame_progress, **depth_kwargs)
+        first = first or result
+        out_frames.append(to_uint8(result.image))
+        ks.append(float(frame_settings.k))
+        focuses.append(float(result.focus_disparity))
+        for message in result.messages:
+            if message not in messages:
+                messages.append(message)
+    if progress:
+        progress(1.0, "sweep rendered")
+    assert first is not None
+    if first.approximate_depth:
+        note = ("this sweep uses approximate depth (no depth model or map), so the blur follows a "
+                "rough stand-in for the scene; supply a disparity map for a faithful sweep.")
+        messages.append(note)
+    return SweepResult(
+        kind=kind,
+        values=values,
+        frames=out_frames,
+        k=ks,
+        focus_disparity=focuses,
+        backend=first.backend,
+        depth_source=first.depth_source,
+        approximate_depth=first.approximate_depth,
+        messages=messages,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _frame_progress(progress: ProgressCallback, index: int, count: int, label: str) -> ProgressCallback:
+    """A render's progress(fraction, stage) mapped onto frame ``index`` of ``count``."""
+    def callback(fraction: float, stage: str) -> None:
+        progress((index + min(max(float(fraction), 0.0), 1.0)) / count, f"{label}: {stage}")
+    return callback
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def output_kind(path: str | Path) -> str:
+    """"gif", "mp4", "png" or "folder" for an output path (an existing folder is a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix == "":
+        return "folder"
+    if suffix in OUTPUT_SUFFIXES:
+        return suffix[1:]
+    raise MagicBokehError(
+        f"cannot write a sweep to {str(path)!r}: use a .gif, .mp4 or .png file, or a folder "
+        "(a name without a suffix) for the frames as PNGs."
+    )
+
+
+def _mp4_writer_available() -> bool:
+    """Whether imageio and its ffmpeg plugin (which bundles an ffmpeg binary) are installed."""
+    from importlib.util import find_spec
+
+    return find_spec("imageio") is not None and find_spec("imageio_ffmpeg") is not None
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".magicbokeh-write-test-"):
+            pass
+    except OSError as exc:
+        raise MagicBokehError(f"cannot write {what}: {exc.strerror or exc}.") from None
+
+
+def prepare_output(path: str | Path) -> str:
+    """Check, before any rendering, that a sweep can be written to ``path``; returns its kind.
+
+    Creates missing parent folders (or the output folder). A frames folder may be new, empty or
+    hold frames of an earlier sweep (they are replaced); any other file in it is refused, so the
+    folder holds only the frames.
+    """
+    path = Path(path).expanduser()
+    kind = output_kind(path)
+    if kind == "mp4" and not _mp4_writer_available():
+        raise MagicBokehError(MP4_MISSING)
+    if kind == "folder":
+        if path.exists() and not path.is_dir():
+            raise MagicBokehError(f"cannot write frames to {str(path)!r}: it is a file, not a folder.")
+        _check_writable(path, f"frames to {str(path)!r}")
+        others = sorted(p.name for p in path.iterdir() if not FRAME_PATTERN.fullmatch(p.name))
+        if others:
+            raise MagicBokehError(
+                f"the folder {str(path)!r} already holds other files ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder: it will hold "
+                "only the frames."
+            )
+    else:
+        _check_writable(path.parent, f"{str(path)!r}")
+    return kind
+
+
+def contact_sheet(frames: Sequence[np.ndarray], *, max_width: int = SHEET_MAX_WIDTH_PX) -> np.ndarray:
+    """All frames in one image, in order: a horizontal strip, or a grid when that is too wide.
+
+    Args:
+        frames: (H, W, 3) uint8 frames of one size.
+        max_width: widest strip allowed, pixels; wider sweeps become a grid of ``ceil(sqrt(N))``
+            columns, filled row by row, with empty cells white.
+
+    Returns:
+        (rows * H, columns * W, 3) uint8.
+    """
+    if not frames:
+        raise MagicBokehError("a sweep has no frames.")
+    h, w = frames[0].shape[:2]
+    n = len(frames)
+    cols = n if n * w <= max_width else math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    sheet = np.full((rows * h, cols * w, 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, cols)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
+    return sheet
+
+
+def write_gif(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DEFAULT_FPS) -> Path:
+    """An endlessly looping animated GIF (adaptive palette per frame).
+
+    Pillow merges consecutive frames that are pixel-identical into one longer frame.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    duration = max(int(round(1000.0 / check_fps(fps))), 20)
+    try:
+        images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
+                       duration=duration, loop=0)
+    except OSError as exc:
+        raise MagicBokehError(f"cannot write {str(path)!r}: {exc}") from None
+    return path
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DEFAULT_FPS) -> Path:
+    """H.264 MP4 (yuv420p, so odd sizes are padded by one edge pixel) via imageio-ffmpeg."""
+    if not _mp4_writer_available():
+        raise MagicBokehError(MP4_MISSING)
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    pad = ((0, h % 2), (0, w % 2), (0, 0))
+    try:
+        writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=check_fps(fps),
+                                    codec="libx264", pixelformat="yuv420p", macro_block_size=2,
+                                    quality=8)
+        with writer:
+            for frame in frames:
+                writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MagicBokehError(f"cannot write {str(path)!r}: {exc}") from None
+    return path
+
+
+def write_frames(frames: Sequence[np.ndarray], folder: str | Path) -> list[Path]:
+    """The frames as ``frame_000.png``, ``frame_001.png``, … (zero-padded to at least 3 digits).
+
+    Frames of an earlier sweep in the folder are removed first, so it holds exactly these.
+    """
+    from .images import save_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if FRAME_PATTERN.fullmatch(old.name):
+            old.unlink()
+    digits = max(3, len(str(len(frames) - 1)))
+    return [save_png(folder / f"frame_{i:0{digits}d}.png", frame.astype(np.float32) / 255.0)
+            for i, frame in enumerate(frames)]
+
+
+def save_sweep(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DEFAULT_FPS) -> list[Path]:
+    """Write a sweep by the output's kind (see the module docstring); returns the files written."""
+    from .images import save_png
+
+    kind = prepare_output(path)
+    path = Path(path).expanduser()
+    if kind == "gif":
+        return [write_gif(frames, path, fps=fps)]
+    if kind == "mp4":
+        return [write_mp4(frames, path, fps=fps)]
+    if kind == "png":
+        return [save_png(path, contact_sheet(frames).astype(np.float32) / 255.0)]
+    return write_frames(frames, path)
+
+
+def check_fps(fps: float) -> float:
+    """Validate a playback speed in [0.1, 60] frames per second."""
+    fps = float(fps)
+    if not np.isfinite(fps) or not (0.1 <= fps <= 60.0):
+        raise MagicBokehError(f"fps={fps:g} is outside [0.1, 60] frames per second.")
+    return fps
+
+
+def default_output_name(kind: str, stem: str = "sweep") -> str:
+    """A safe file stem for a sweep, e.g. ``photo_aperture_sweep``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "sweep"
+    return f"{safe}_{kind}_sweep"
+
+
+__all__ = [
+    "SWEEP_KINDS", "MIN_FRAMES", "MAX_FRAMES", "SweepResult", "check_frames", "sweep_values",
+    "render_sweep", "output_kind", "prepare_output", "contact_sheet", "write_gif", "write_mp4",
+    "write_frames", "save_sweep", "default_output_name",
+]

@@ -168,11 +168,22 @@ def is_checkpoint_file(spec: str) -> bool:
 def resolve_depth_source(spec: str) -> str:
     """A source transformers can load: a hub id or a local transformers folder.
 
-    ``dadepth`` and upstream ``.pth`` files (local or ``REPO/FILE.pth`` on the Hub) are converted
-    once into the project cache (:func:`magicbokeh.dadepth.converted_folder`); a transformers
-    folder or hub id is returned unchanged.
+    Names in :data:`magicbokeh.depth.DEPTH_MODELS` (``small``, ``base``, ``large``) become their hub
+    ids; ``dadepth`` and upstream ``.pth`` files (local or ``REPO/FILE.pth`` on the Hub) are
+    converted once into the project cache (:func:`magicbokeh.dadepth.converted_folder`); a
+    transformers folder or hub id is returned unchanged.
     """
+    from .depth import DEPTH_MODELS
+
     spec = os.fspath(spec)
+    if spec in DEPTH_MODELS and not Path(spec).exists():
+        spec = DEPTH_MODELS[spec].source
+    if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
+        raise MagicBokehError(
+            f"depth model {spec}: no such file or folder; pass a transformers folder (e.g. from "
+            "`python -m magicbokeh convert-dadepth`), a Depth Anything V2 .pth, a hub id or a name "
+            f"({', '.join(DEPTH_MODELS)})."
+        )
     if is_checkpoint_file(spec):
         from .dadepth import converted_folder
 

@@ -64,7 +64,12 @@ def main() -> None:
     from magicbokeh.lens_blur import render_lens_blur
     from magicbokeh.lens_blur_reference import naive_scatter
 
-    lines = [f"Machine: {machine()}; OpenCV threads: {args.threads}; median of {args.runs} runs.", ""]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [
+        f"Machine: {machine()}; OpenCV threads: {args.threads}; median of {args.runs} runs; "
+        f"load average at start (1/5/15 min): {load}.",
+        "",
+    ]
     lines += ["| scene (1024x1024 = 1.05 MP) | K = 8 | K = 16 | K = 32 |", "|---|---|---|---|"]
     for name, (img, disp) in scenes(1024, 1024).items():
         cells = [f"{median_time(lambda: render_lens_blur(img, disp, 0.5, k), args.runs):.3f} s" for k in (8, 16, 32)]

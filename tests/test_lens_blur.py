@@ -160,3 +160,18 @@ def test_srgb_round_trip_and_aperture_kernels():
         make_aperture("star")
     with pytest.raises(MagicBokehError):
         PolygonAperture(2)
+
+
+def test_kernels_have_no_empty_outer_ring_and_keep_their_full_support():
+    """Kernels are trimmed to their support (convolution cost grows with the kernel's area)."""
+    for r in (1.0, 2.3, 5.0, 7.5, 11.0, 16.0):
+        kern = DiskAperture().kernel(r)
+        # The anti-aliased disc covers exactly the offsets closer than r + 0.5 (counted on a grid
+        # wider than any kernel, so trimming too far would show).
+        wide = int(math.ceil(r)) + 3
+        ys, xs = np.mgrid[-wide : wide + 1, -wide : wide + 1]
+        assert np.count_nonzero(kern) == np.count_nonzero(np.hypot(xs, ys) < r + 0.5)
+        for shape in (DiskAperture(), PolygonAperture(5, 17.0)):
+            k = shape.kernel(r)
+            border = np.concatenate([k[0], k[-1], k[:, 0], k[:, -1]])
+            assert border.max() > 0

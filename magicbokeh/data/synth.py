@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
+from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
 from ..settings import K_RANGE
 from .raytrace import Layer, composite_sharp, render_thin_lens
@@ -359,17 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
-    try:
+    configure_logging(2 if args.verbose else 1)
+
+    def work() -> int:
         rows = generate(args.out, args.num, args.seed, size=args.size, backgrounds=args.backgrounds,
                         foregrounds=args.foregrounds, workers=args.workers, ray_address=args.ray,
                         progress=not args.no_progress)
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(rows)} samples to {args.out} (manifest.jsonl)")
-    return 0
+        print(f"wrote {len(rows)} samples to {args.out} (manifest.jsonl)")
+        return 0
+
+    return run_command(work, verbose=int(args.verbose))
 
 
 if __name__ == "__main__":

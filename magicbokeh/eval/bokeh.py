@@ -34,7 +34,7 @@ from typing import Sequence
 from ..errors import MagicBokehError
 from ..images import IMAGE_SUFFIXES
 from ..settings import K_RANGE
-from .common import Convention, Sample, add_common_arguments, evaluate, find_image, format_table, parse_metrics, run_cli
+from .common import Convention, Sample, add_common_arguments, find_image, parse_metrics, run_cli, score_samples
 
 logger = logging.getLogger(__name__)
 
@@ -171,22 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> str:
     """Evaluate and return the Markdown section."""
-    metrics = parse_metrics(args.metrics)
+    parse_metrics(args.metrics)  # reject a bad --metrics before reading the data
     (samples, incomplete), dataset, notes = collect_samples(args)
-    for name, reason in incomplete:
-        logger.warning("skipped %s: %s", name, reason)
-    if not samples:
-        raise MagicBokehError(f"no complete samples in {args.data} ({len(incomplete)} incomplete).")
     convention = Convention(
         y_channel=False if args.y_channel is None else args.y_channel,
         crop_border=0 if args.crop_border is None else args.crop_border,
     )
-    rows, missing = evaluate(
-        samples, args.backend, metrics, convention, workers=args.workers, ray_address=args.ray,
-        progress=not args.quiet,
-    )
-    return format_table(args.name or dataset, rows, metrics, missing, convention,
-                        total=len(samples), incomplete=incomplete, notes=notes)
+    return score_samples(args, samples, incomplete, dataset, convention, notes,
+                         empty=f"no complete samples in {args.data} ({len(incomplete)} incomplete).")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

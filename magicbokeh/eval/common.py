@@ -17,7 +17,6 @@ import importlib.util
 import logging
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
 from ..images import IMAGE_SUFFIXES, load_map, load_photo, resize_map, save_png, to_uint8
 from . import image_metrics
 
 logger = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT = 2
 PREDICTIONS_PREFIX = "predictions:"
 PYIQA_HINT = "pip install pyiqa"
 NOT_INSTALLED = "not installed"
@@ -524,13 +523,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_metrics: st
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
 
 
+def score_samples(args: argparse.Namespace, samples: list, incomplete: list, dataset: str,
+                  convention: "Convention", notes: list[str], *, empty: str) -> str:
+    """Warn about incomplete samples, evaluate every backend and return the Markdown section.
+
+    ``empty``: the error message when no complete sample is left.
+    """
+    for name, reason in incomplete:
+        logger.warning("skipped %s: %s", name, reason)
+    if not samples:
+        raise MagicBokehError(empty)
+    metrics = parse_metrics(args.metrics)
+    rows, missing = evaluate(
+        samples, args.backend, metrics, convention, workers=args.workers, ray_address=args.ray,
+        progress=not args.quiet,
+    )
+    return format_table(args.name or dataset, rows, metrics, missing, convention,
+                        total=len(samples), incomplete=incomplete, notes=notes)
+
+
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], str],
             argv: Sequence[str] | None) -> int:
     """Parse, run, print the table (and write ``-o``); bad input → one line on stderr, exit 2."""
     args = parser.parse_args(argv)
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    configure_logging(args.verbose, args.quiet)
+
+    def work() -> int:
         table = run(args)
         if args.output:
             out = Path(args.output)
@@ -538,14 +556,5 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
             out.write_text(table, encoding="utf-8")
         print(table, end="")
         return 0
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # last resort: one line, the traceback only with -v
-        if args.verbose:
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
-        return 1
+
+    return run_command(work, verbose=args.verbose)

@@ -25,13 +25,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
 from .depth_data import SKIP_MISSING, SKIP_NO_GT, Dataset, DatasetInfo, Sample, load_sample, open_dataset
 from .depth_metrics import evaluate_disparity, mean_metrics, valid_mask
 
 logger = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT = 2
 #: Conditions in the paper's column order.
 CONDITIONS: tuple[str, ...] = ("degrade", "clear")
 CONDITION_TITLES = {"degrade": "Degrade", "clear": "Clear"}
@@ -435,16 +435,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; bad input prints one line on stderr and returns 2."""
     args = build_parser().parse_args(argv)
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    configure_logging(args.verbose, args.quiet)
+    return run_command(lambda: run(args), verbose=args.verbose)
 
 
 if __name__ == "__main__":

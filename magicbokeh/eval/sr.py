@@ -34,7 +34,7 @@ from typing import Sequence
 
 from ..errors import MagicBokehError
 from ..images import IMAGE_SUFFIXES
-from .common import Convention, Sample, add_common_arguments, evaluate, format_table, list_images, parse_metrics, run_cli
+from .common import Convention, Sample, add_common_arguments, list_images, parse_metrics, run_cli, score_samples
 
 logger = logging.getLogger(__name__)
 
@@ -156,27 +156,19 @@ def run(args: argparse.Namespace) -> str:
     """Evaluate and return the Markdown section."""
     if args.scale < 1:
         raise MagicBokehError(f"--scale must be a positive integer; got {args.scale}.")
-    metrics = parse_metrics(args.metrics)
+    parse_metrics(args.metrics)  # reject a bad --metrics before reading the data
     (samples, incomplete), dataset = collect_pairs(args)
-    for name, reason in incomplete:
-        logger.warning("skipped %s: %s", name, reason)
-    if not samples:
-        raise MagicBokehError(f"no LQ/HQ pairs found for {dataset} ({len(incomplete)} unpaired files).")
     convention = Convention(
         y_channel=True if args.y_channel is None else args.y_channel,
         crop_border=args.scale if args.crop_border is None else args.crop_border,
-    )
-    rows, missing = evaluate(
-        samples, args.backend, metrics, convention, workers=args.workers, ray_address=args.ray,
-        progress=not args.quiet,
     )
     notes = [
         "Real-ISR at K = 0 (all-zero defocus map, focus disparity 0). LQ smaller than HQ is upsampled "
         "(bicubic) to the HQ size before the backend; classical at K = 0 returns that input unchanged "
         "(identity baseline).",
     ]
-    return format_table(args.name or dataset, rows, metrics, missing, convention,
-                        total=len(samples), incomplete=incomplete, notes=notes)
+    return score_samples(args, samples, incomplete, dataset, convention, notes,
+                         empty=f"no LQ/HQ pairs found for {dataset} ({len(incomplete)} unpaired files).")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

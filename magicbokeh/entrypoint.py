@@ -1,0 +1,44 @@
+"""What every command-line entry point shares: logging levels and turning failures into exit codes.
+
+``python -m magicbokeh ...``, the evaluation tools, the data generator and the trainers all call
+:func:`run_command`, so bad input always ends with one ``error: ...`` line on stderr and exit code 2,
+an interrupt with 130, and an unexpected failure with one line (the traceback only with ``-v``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from .errors import MagicBokehError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Errors only with ``quiet``; else warnings, info (``-v``) or debug (``-vv``)."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(int(verbose), 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_command(work: Callable[[], int], *, verbose: int = 0) -> int:
+    """Run ``work()`` and map failures to exit codes (see the module docstring)."""
+    try:
+        return work()
+    except MagicBokehError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("error: out of memory; try a smaller image (or batch), or set MAGICBOKEH_MAX_MEGAPIXELS lower.",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # last resort: one line, the traceback only with -v
+        if verbose:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return 1

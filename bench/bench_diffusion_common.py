@@ -208,3 +208,66 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+
+
+# Depth Anything V2 Small (ViT-S/14 DINOv2 backbone + DPT head), as on the Hub; tiny variant for smoke runs.
+DA_SMALL_BACKBONE: dict[str, Any] = dict(
+    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518, patch_size=14,
+    out_features=["stage3", "stage6", "stage9", "stage12"], reshape_hidden_states=False, apply_layernorm=True,
+)  # fmt: skip
+DA_SMALL_HEAD: dict[str, Any] = dict(
+    reassemble_hidden_size=384, patch_size=14, fusion_hidden_size=64,
+    neck_hidden_sizes=[48, 96, 192, 384], depth_estimation_type="relative", max_depth=1,
+)  # fmt: skip
+DA_TINY_BACKBONE: dict[str, Any] = dict(
+    hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=28,
+    patch_size=14, out_features=["stage1", "stage2"], reshape_hidden_states=False, apply_layernorm=True,
+)  # fmt: skip
+DA_TINY_HEAD: dict[str, Any] = dict(
+    reassemble_hidden_size=16, patch_size=14, fusion_hidden_size=8, neck_hidden_sizes=[8, 16],
+    reassemble_factors=[2, 1], depth_estimation_type="relative", max_depth=1,
+)  # fmt: skip
+
+#: Dense fp16/bf16 tensor-core peak (FLOP/s) by device-name fragment, for the fraction of peak.
+PEAK_FP16_FLOPS: dict[str, float] = {
+    "H200": 989.4e12, "H100 SXM": 989.4e12, "H100": 756e12, "A100": 312e12, "L40S": 362e12,
+    "RTX PRO 6000": 503.8e12, "L4": 121e12, "A10G": 125e12, "T4": 65e12,
+}  # fmt: skip
+
+
+def build_depth_model(tiny: bool, *, device: str | torch.device = "cpu", dtype=torch.float32, seed: int = 0):
+    """A seeded random-weight Depth Anything V2 (Small, or tiny for smoke runs); None without transformers.
+
+    The upstream position-embedding interpolation of :mod:`magicbokeh.depth_anything` is installed,
+    so :func:`magicbokeh.depth_anything.predict_disparity` runs it exactly as the app does.
+    """
+    try:
+        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    except Exception:  # noqa: BLE001 - transformers is optional on the GPU machine
+        return None
+    from magicbokeh.depth_anything import apply_upstream_position_embeddings
+
+    torch.manual_seed(seed + 7)
+    backbone = Dinov2Config(**(DA_TINY_BACKBONE if tiny else DA_SMALL_BACKBONE))
+    cfg = DepthAnythingConfig(backbone_config=backbone, **(DA_TINY_HEAD if tiny else DA_SMALL_HEAD))
+    model = DepthAnythingForDepthEstimation(cfg).eval()
+    apply_upstream_position_embeddings(model)
+    return model.to(device=device, dtype=dtype)
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The dense fp16 peak of a known GPU (FLOP/s), else None."""
+    for fragment, flops in PEAK_FP16_FLOPS.items():
+        if fragment.lower() in device_name.lower():
+            return flops
+    return None
+
+
+def count_flops(fn) -> float:
+    """FLOPs of one call of ``fn()`` (torch's FlopCounterMode: matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())

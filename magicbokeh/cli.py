@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
                    help="depth network input: shorter side in pixels, a multiple of 14 (official 518)")
     r.add_argument("--depth-is-depth", action="store_true", help="the supplied map is depth (far = large)")
+    r.add_argument(
+        "--max-side", type=int, metavar="PX",
+        help="processing size: render photos whose long side exceeds PX (64-8192) at that long side "
+        "(area downscale of the photo, map, mask and focus point); K stays in pixels of the processed "
+        "image (official convention). Default: off (original size, official parity)",
+    )
+    r.add_argument(
+        "--output-size", choices=("input", "processed"), default="input",
+        help="with --max-side: resize the result back to the input's size (input, default) or keep "
+        "the processed size",
+    )
     focus = r.add_mutually_exclusive_group()
     focus.add_argument("--focus", type=_point, metavar="X,Y", help="focus pixel (column,row) of the upright photo")
     focus.add_argument("--focus-mask", metavar="MASK", help="subject mask image (non-zero = subject), or a folder of masks")
@@ -177,7 +188,8 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
     try:
         result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth, focus=focus,
                         settings=settings, progress=progress if args.backend != "classical" else None,
-                        depth_input_size=args.depth_input_size)
+                        depth_input_size=args.depth_input_size, max_side=getattr(args, "max_side", None),
+                        match_input_size=getattr(args, "output_size", "input") == "input")
     finally:
         if bars:
             bars[0].close()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import depth as depth_mod
+from . import processing
 from .backends import ProgressCallback, get_backend
 from .depth_anything import DEFAULT_INPUT_SIZE
 from .errors import MagicBokehError
@@ -27,6 +28,7 @@ from .focus import (
     in_focus_mask,
 )
 from .images import Photo, content_key, disparity_from_map, load_map, load_photo
+from .processing import KUnits
 from .settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT
 
 logger = logging.getLogger(__name__)
@@ -137,8 +139,9 @@ class RenderResult:
     """Everything a render produced.
 
     Attributes:
-        image: (H, W, 3) float32 RGB in [0, 1], the input's size.
-        photo: the decoded input.
+        image: (H, W, 3) float32 RGB in [0, 1]: the input's size, or the processed size when a
+            ``max_side`` downscale was asked for without ``match_input_size``.
+        photo: the decoded input (the downscaled photo when the result is at the processed size).
         disparity: (H, W) float32 in [0, 1], 1 = nearest (the map actually used).
         defocus: (H, W) float32, the official ``|d - f| * K / 32`` (with the focal range applied).
         in_focus: (H, W) bool, ``defocus <= 0.1``.
@@ -149,6 +152,10 @@ class RenderResult:
         approximate_depth: True when no real depth was available.
         timings: seconds per stage ("decode", "depth", "render", "total").
         messages: human-readable notes, in order.
+        processed_size: (width, height) actually rendered (see ``max_side``).
+        k_user: the K asked for; ``settings.k`` is the K the renderer used (they differ only with
+            ``k_units="input"`` and a downscale).
+        input_size: (width, height) of the decoded input.
     """
 
     image: np.ndarray
@@ -164,14 +171,17 @@ class RenderResult:
     approximate_depth: bool
     timings: dict[str, float]
     messages: list[str]
+    processed_size: tuple[int, int] | None = None
+    k_user: float | None = None
+    input_size: tuple[int, int] | None = None
 
     def info(self) -> dict[str, Any]:
         """JSON-serialisable summary (sizes, focus, backend, depth source, timings, messages)."""
-        h, w = self.photo.rgb.shape[:2]
+        w, h = self.input_size or (self.photo.rgb.shape[1], self.photo.rgb.shape[0])
         oh, ow = self.image.shape[:2]
         settings = asdict(self.settings)
         settings["backend_options"] = {k: v for k, v in dict(self.settings.backend_options).items()}
-        return {
+        out = {
             "input_size": [w, h],
             "output_size": [ow, oh],
             "focus_disparity": round(float(self.focus_disparity), 6),
@@ -185,6 +195,11 @@ class RenderResult:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "messages": list(self.messages),
         }
+        if self.processed_size is not None and list(self.processed_size) != [w, h]:
+            out["processed_size"] = list(self.processed_size)
+        if self.k_user is not None and float(self.k_user) != float(self.settings.k):
+            out["K_requested"] = float(self.k_user)  # "K" is what the renderer used
+        return out
 
 
 def resolve_disparity(
@@ -196,6 +211,7 @@ def resolve_disparity(
     subject_mask: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     depth_input_size: int = DEFAULT_INPUT_SIZE,
+    depth_device: str | None = None,
 ) -> depth_mod.DepthResult:
     """Disparity for a photo from a depth spec, cached per (photo, source).
 
@@ -209,6 +225,9 @@ def resolve_disparity(
         seed_xy: subject seed for the approximate fallback (the clicked point).
         subject_mask: (H, W) subject mask for the approximate fallback (a focus mask).
         depth_input_size: the depth network's shorter-side input in pixels (official 518).
+        depth_device: device of the depth network (``cpu``, ``cuda``...); None = the estimator's
+            default (``$MAGICBOKEH_DEVICE``, else CUDA when available). The cache is shared by
+            every device.
     """
     w, h = photo.size
     cache = depth_mod.DEPTH_CACHE
@@ -232,7 +251,10 @@ def resolve_disparity(
     messages: list[str] = []
     if depth != "approximate":
         model_source, why = depth_mod.choose_depth_model(None if depth == "auto" else str(depth))
-        estimator = depth_mod.get_estimator(model_source, input_size=depth_input_size)
+        if depth_device is None:
+            estimator = depth_mod.get_estimator(model_source, input_size=depth_input_size)
+        else:
+            estimator = depth_mod.get_estimator(model_source, device=depth_device, input_size=depth_input_size)
         key = (photo.key, "model", estimator.source, estimator.input_size)
         reason = estimator.unavailable_reason()
         if reason is None:
@@ -326,8 +348,27 @@ def render(
     settings: RenderSettings | None = None,
     progress: ProgressCallback | None = None,
     depth_input_size: int = DEFAULT_INPUT_SIZE,
+    max_side: int | None = None,
+    match_input_size: bool = True,
+    k_units: KUnits = "processed",
+    depth_device: str | None = None,
 ) -> RenderResult:
     """Render one photo. See :class:`RenderSettings`, :class:`Focus` and :func:`resolve_disparity`.
+
+    Args:
+        max_side: processing size: the long side (pixels, in [64, 8192]) at which the photo is
+            rendered. Larger photos are downscaled (area averaging) together with a supplied
+            disparity map, focus mask and focus point. None (default) = the original size, exactly
+            as without this option.
+        match_input_size: when the photo was downscaled, resize the result (Lanczos) and the maps
+            back to the input's size, so before/after and the download keep the input's size.
+            False returns everything at the processed size.
+        k_units: ``"processed"`` (default, the official/CLI convention): ``settings.k`` is in
+            pixels of the processed image. ``"input"`` (the app): ``settings.k`` is in pixels of the
+            input photo and is scaled by processed/input long side (see
+            :func:`magicbokeh.processing.k_for_processing`), so the blur looks the same at any
+            processing size.
+        depth_device: device of the depth network (see :func:`resolve_disparity`); None = default.
 
     Raises:
         MagicBokehError: bad input or an unavailable backend, with a message saying what to do.
@@ -335,13 +376,43 @@ def render(
     t_start = time.perf_counter()
     settings = (settings or RenderSettings()).checked()
     focus = focus or Focus.auto()
+    focus_x_in, focus_y_in = focus.x, focus.y
     timings: dict[str, float] = {}
 
-    # 1. Decode.
+    # 1. Decode, then (optionally) downscale to the processing size.
     t0 = time.perf_counter()
     photo = load_photo(image)
     timings["decode"] = time.perf_counter() - t0
     messages = list(photo.messages)
+    input_photo = photo
+    size_plan = processing.plan(*photo.size, max_side)
+    k_user = float(settings.k)
+    focus_mask_in: np.ndarray | None = None
+    if size_plan.resized:
+        # The focus point and mask refer to the input: check them at its size, then scale them.
+        if focus.kind == "point":
+            check_point(focus.x, focus.y, *photo.size)
+        if focus.kind == "mask":
+            focus_mask_in = load_focus_mask(focus, *photo.size)
+        t0 = time.perf_counter()
+        pw, ph = size_plan.processed_size
+        rgb = processing.resize_rgb(photo.rgb, pw, ph)
+        photo = Photo(rgb=rgb, key=f"{photo.key}@{pw}x{ph}", messages=[], name=photo.name)
+        if focus.kind == "point":
+            px, py = processing.scale_point(focus.x, focus.y, size_plan)
+            focus = Focus(kind="point", x=px, y=py, parity=focus.parity)
+        if focus_mask_in is not None:
+            focus_mask_in = processing.resize_mask(focus_mask_in, pw, ph).astype(np.float32)
+        timings["resize"] = time.perf_counter() - t0
+        messages.append(
+            f"Processed at {pw}x{ph} (input {size_plan.input_size[0]}x{size_plan.input_size[1]}, "
+            f"long side capped at {max_side} px)"
+            + ("; result resized back to the input size." if match_input_size else ".")
+        )
+    k_run = processing.k_for_processing(k_user, size_plan, k_units)
+    if k_run != k_user:
+        settings = replace(settings, k=k_run)
+        messages.append(f"K {k_user:g} (input pixels) is K {k_run:.3g} at the processed size.")
     w, h = photo.size
 
     backend = get_backend(settings.backend)
@@ -351,11 +422,11 @@ def render(
 
     # 2. Disparity (cached: changing K or focus never recomputes it).
     seed = check_point(focus.x, focus.y, w, h) if focus.kind == "point" else None
-    subject = load_focus_mask(focus, w, h) if focus.kind == "mask" else None
+    subject = focus_mask_in if size_plan.resized else (load_focus_mask(focus, w, h) if focus.kind == "mask" else None)
     t0 = time.perf_counter()
     depth_result = resolve_disparity(
         photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
-        progress=progress, depth_input_size=depth_input_size,
+        progress=progress, depth_input_size=depth_input_size, depth_device=depth_device,
     )
     timings["depth"] = time.perf_counter() - t0
     messages.extend(depth_result.messages)
@@ -387,13 +458,25 @@ def render(
         defocus, in_focus = out.defocus, in_focus_mask(out.defocus)
     if out.focus_disparity is not None:
         focus_disparity = float(out.focus_disparity)
-    timings["total"] = time.perf_counter() - t_start
     if out.image.shape != photo.rgb.shape:
         raise MagicBokehError(
             f"backend {settings.backend!r} returned {out.image.shape} for a {photo.rgb.shape} photo."
         )
+    result_image = out.image
+    if size_plan.resized and match_input_size:  # back to the input's size (image and maps)
+        t0 = time.perf_counter()
+        iw, ih = size_plan.input_size
+        result_image = processing.resize_rgb(result_image, iw, ih)
+        disparity = processing.resize_scalar_map(disparity, iw, ih)
+        defocus = processing.resize_scalar_map(defocus, iw, ih)
+        in_focus = processing.resize_mask(in_focus, iw, ih)
+        if focus_point is not None and focus.kind == "point":
+            focus_point = check_point(focus_x_in, focus_y_in, iw, ih)
+        photo = input_photo
+        timings["resize"] = timings.get("resize", 0.0) + time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
     return RenderResult(
-        image=out.image,
+        image=result_image,
         photo=photo,
         disparity=disparity,
         defocus=defocus,
@@ -406,4 +489,7 @@ def render(
         approximate_depth=depth_result.approximate,
         timings=timings,
         messages=messages,
+        processed_size=size_plan.processed_size,
+        k_user=k_user,
+        input_size=size_plan.input_size,
     )

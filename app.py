@@ -32,7 +32,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from magicbokeh import app_support, pipeline
+from magicbokeh import zerogpu  # noqa: I001 - first magicbokeh import: imports spaces before torch
+from magicbokeh import app_support, pipeline, processing
 from magicbokeh import sweep as sweep_core
 from magicbokeh.backends import Availability, backend_names, get_backend
 from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status
@@ -57,8 +58,18 @@ SOURCE_ENV = {
 }
 #: Upload limit (Gradio rejects larger files before they reach a handler).
 MAX_FILE_SIZE = "50mb"
-#: Events that run a backend share one slot, so a heavy model never runs twice at once.
+#: Events that run a backend share one pool of workers. Classical renders run up to
+#: RENDER_CONCURRENCY at once; GPU work (MagicBokeh) runs one request at a time per device
+#: (magicbokeh.zerogpu.GPU_SLOT; on ZeroGPU the scheduler), so a diffusion render never blocks them.
 RENDER_CONCURRENCY_ID = "render"
+RENDER_CONCURRENCY = int(os.environ.get("MAGICBOKEH_RENDER_CONCURRENCY", "4"))
+#: Waiting requests kept in the queue (passed explicitly: with SPACES_ZERO_GPU set, Gradio
+#: would otherwise use max_size=1).
+QUEUE_MAX_SIZE = 32
+#: Processing size menu (long side); "auto" = the backend's default, "original" = no downscale.
+PROCESSING_CHOICES = [("Automatic (MagicBokeh 1600 px, classical 3072 px)", "auto"), ("1024 px", "1024"),
+                      ("1600 px", "1600"), ("2048 px", "2048"), ("3072 px", "3072"),
+                      ("Original size", "original")]
 DISPARITY_FILE_TYPES = [".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"]
 _OUTPUT_DIR = Path(tempfile.gettempdir()) / "magicbokeh-app"
 _OUTPUT_MAX_AGE_S = 3600.0
@@ -327,8 +338,14 @@ def _render_backends(
     simulate_lq: bool = False,
     lq_preset: str = "realesrgan",
     lq_seed: float | None = 0,
+    max_side: Any = "auto",
+    match_input_size: bool = True,
 ) -> list[pipeline.RenderResult]:
-    """Render one photo with each backend (depth is computed once and cached by the core)."""
+    """Render one photo with each backend (depth is computed once and cached by the core).
+
+    GPU backends make one ZeroGPU call each (depth and diffusion together); K is in pixels of the
+    input photo, so the blur looks the same at every processing size.
+    """
     if not backends:
         raise MagicBokehError("select at least one backend.")
     focus = _focus(focus_x, focus_y, focus_parity)
@@ -339,16 +356,28 @@ def _render_backends(
     for i, backend in enumerate(backends):
         settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
         progress(i * span, desc=f"{backend}: starting")
-        results.append(pipeline.render(
+        results.append(zerogpu.render_request(
             source,
             depth=depth,
             depth_is_depth=bool(disparity_is_depth),
             focus=focus,
             settings=settings,
             progress=_progress_adapter(progress, i * span, span, backend),
+            max_side=processing_size(max_side, backend),
+            match_input_size=bool(match_input_size) if match_input_size is not None else True,
+            k_units="input",
         ))
     progress(1.0, desc="encoding PNG")
     return results
+
+
+def processing_size(choice: Any, backend: str) -> int | None:
+    """The long side (px) to process at: "auto"/None = the backend's default, "original"/0 = none."""
+    if choice is None or choice == "" or choice == "auto":
+        return processing.default_max_side(backend)
+    if choice == "original":
+        return None
+    return processing.check_max_side(choice)
 
 
 def _source_photo(original: Any, simulate_lq: bool, lq_preset: str | None, lq_seed: float | None,
@@ -397,6 +426,8 @@ def render_ui(
     simulate_lq: bool = False,
     lq_preset: str = "realesrgan",
     lq_seed: float | None = 0,
+    max_side: Any = "auto",
+    match_input_size: bool = True,
     progress: gr.Progress = gr.Progress(),
 ):
     """The Render button: before/after, comparison gallery, disparity view, status, PNGs, details.
@@ -411,7 +442,7 @@ def render_ui(
         results = _render_backends(original, focus_x, focus_y, k, backends, disparity_map,
                                    disparity_is_depth, focal_range, aperture, blades, rotation_deg,
                                    highlight_boost, progress, focus_parity, depth_model, simulate_lq,
-                                   lq_preset, lq_seed)
+                                   lq_preset, lq_seed, max_side, match_input_size)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     first = results[0]
@@ -436,13 +467,13 @@ def render_ui(
 def rerender(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
              focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity=False,
              depth_model="auto", simulate_lq=False, lq_preset="realesrgan", lq_seed=0,
-             progress: gr.Progress = gr.Progress()):
+             max_side="auto", match_input_size=True, progress: gr.Progress = gr.Progress()):
     """Re-render after a slider release or a click; does nothing while there is no photo."""
     if image is None:
         return (gr.skip(),) * 6
     return render_ui(image, state, focus_x, focus_y, k, backends, disparity_map, disparity_is_depth,
                      focal_range, aperture, blades, rotation_deg, highlight_boost, focus_parity,
-                     depth_model, simulate_lq, lq_preset, lq_seed, progress)
+                     depth_model, simulate_lq, lq_preset, lq_seed, max_side, match_input_size, progress)
 
 
 def render_example(image, focus_x, focus_y, k, disparity_map, highlight_boost):
@@ -474,6 +505,8 @@ def render(
     simulate_lq: bool = False,
     lq_preset: str = "realesrgan",
     lq_seed: int = 0,
+    max_side: str = "auto",
+    match_input_size: bool = True,
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]:
     """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
@@ -507,6 +540,10 @@ def render(
             degraded one.
         lq_preset: "realesrgan" (Real-ESRGAN second-order degradation) or "zoom" (digital zoom).
         lq_seed: whole number >= 0; the same seed gives the same degradation.
+        max_side: processing size, the long side in pixels at which the photo is rendered:
+            "auto" (MagicBokeh 1600, classical 3072), "original", or a number in [64, 8192].
+            K keeps the same visual strength at every processing size.
+        match_input_size: resize the result back to the input's size (default true).
 
     Returns:
         The (input, result) pair at the input's full resolution as PNGs, the colourised disparity
@@ -516,10 +553,12 @@ def render(
     if image is None:
         raise gr.Error("no image given; pass a photo.", title="No photo", print_exception=False)
     try:
-        (result,) = _render_backends(upright(image), focus_x, focus_y, k, [backend], disparity_map,
+        # Decoded by our code (the API input is a plain file): a corrupt upload gets our message.
+        photo = processing.decode_upload(image)
+        (result,) = _render_backends(photo, focus_x, focus_y, k, [backend], disparity_map,
                                      disparity_is_depth, focal_range, aperture, blades, rotation_deg,
                                      highlight_boost, progress, focus_parity, depth_model, simulate_lq,
-                                     lq_preset, lq_seed)
+                                     lq_preset, lq_seed, max_side, match_input_size)
     except Exception as exc:  # noqa: BLE001
         _raise_for_ui(exc)
     pair = (to_uint8(result.photo.rgb), to_uint8(result.image))
@@ -804,6 +843,15 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                     parity = gr.Checkbox(value=False, label="Official focus rule",
                                          info="use the 8-bit disparity of the single clicked pixel, as "
                                               "the MagicBokeh demo (default: median of a 7x7 window)")
+                    with gr.Row():
+                        processing_size_box = gr.Dropdown(
+                            choices=PROCESSING_CHOICES, value="auto", label="Processing size (long side)",
+                            info="large photos are rendered at this size; the blur looks the same "
+                                 "(type any long side from 64 to 8192 px)",
+                            allow_custom_value=True, elem_id="processing-size")
+                        match_size = gr.Checkbox(value=True, label="Match input size",
+                                                 info="resize the result back to the photo's size",
+                                                 elem_id="match-input-size")
                     gr.Markdown("**Backends on this machine**\n\n" + backend_notes(_BACKENDS))
                 render_btn = gr.Button("Render", variant="primary", size="lg", elem_id="render")
             with gr.Column(scale=7, min_width=400):
@@ -860,12 +908,16 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
         api_backend = gr.Dropdown(choices=list(_BACKENDS), value="classical", visible=False,
                                   label="backend")
         api_trigger = gr.Button(visible=False)
+        # The API's photo is a plain file, decoded by our code (gr.Image would decode it first and
+        # answer a corrupt upload with a generic error).
+        api_image = gr.File(label="image", type="filepath", visible=False)
 
         ui_inputs = [input_image, state, focus_x, focus_y, k_slider, backends_box, disparity_file,
                      is_depth, focal_range, aperture, blades, rotation, highlight, parity, depth_model,
                      simulate_lq, lq_preset, lq_seed]
         ui_outputs = [slider, gallery, depth_view, status, download, info_json]
-        render_kwargs = dict(concurrency_id=RENDER_CONCURRENCY_ID, concurrency_limit=1,
+        render_inputs = ui_inputs + [processing_size_box, match_size]
+        render_kwargs = dict(concurrency_id=RENDER_CONCURRENCY_ID, concurrency_limit=RENDER_CONCURRENCY,
                              api_visibility="private")
 
         demo.load(reset_focus, None, [focus_x, focus_y], api_visibility="private", queue=False)
@@ -876,11 +928,11 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
         input_image.select(
             on_select, [input_image, state], [input_image, state, focus_x, focus_y],
             api_visibility="private", trigger_mode="always_last",
-        ).then(rerender, ui_inputs, ui_outputs, trigger_mode="always_last", **render_kwargs)
+        ).then(rerender, render_inputs, ui_outputs, trigger_mode="always_last", **render_kwargs)
         auto_btn.click(clear_focus, [input_image, state], [input_image, state, focus_x, focus_y],
-                       api_visibility="private").then(rerender, ui_inputs, ui_outputs, **render_kwargs)
-        render_btn.click(render_ui, ui_inputs, ui_outputs, **render_kwargs)
-        k_slider.release(rerender, ui_inputs, ui_outputs, trigger_mode="always_last", **render_kwargs)
+                       api_visibility="private").then(rerender, render_inputs, ui_outputs, **render_kwargs)
+        render_btn.click(render_ui, render_inputs, ui_outputs, **render_kwargs)
+        k_slider.release(rerender, render_inputs, ui_outputs, trigger_mode="always_last", **render_kwargs)
         # An uploaded map selects "Uploaded map"; removing it goes back to Automatic.
         disparity_file.upload(on_map_upload, None, [depth_model], api_visibility="private", queue=False)
         disparity_file.clear(on_map_clear, None, [depth_model], api_visibility="private", queue=False)
@@ -888,15 +940,15 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                         [sweep_gif, sweep_strip, sweep_files, sweep_status], **render_kwargs)
         api_trigger.click(
             render,
-            [input_image, focus_x, focus_y, k_slider, api_backend, disparity_file, is_depth,
+            [api_image, focus_x, focus_y, k_slider, api_backend, disparity_file, is_depth,
              focal_range, aperture, blades, rotation, highlight, parity, depth_model, simulate_lq,
-             lq_preset, lq_seed],
+             lq_preset, lq_seed, processing_size_box, match_size],
             [slider, depth_view, info_json],
             api_name="render",
             concurrency_id=RENDER_CONCURRENCY_ID,
-            concurrency_limit=1,
+            concurrency_limit=RENDER_CONCURRENCY,
         )
-    demo.queue(max_size=32, default_concurrency_limit=1)
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     return demo
 
 
@@ -922,6 +974,10 @@ def models_markdown() -> str:
     return MODELS_MARKDOWN_HEAD + app_support.depth_models_markdown() + "\n" + MODELS_MARKDOWN_TAIL
 
 
+if zerogpu.zero_gpu_active():
+    # ZeroGPU: build the networks and move them to CUDA once, at import (not inside each call).
+    for _note in zerogpu.prepare_models(backend_options("magicbokeh"), model_sources()["depth_model"]):
+        logger.info(_note)
 demo = build_demo()
 
 

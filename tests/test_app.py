@@ -279,10 +279,11 @@ def test_api_lists_only_the_render_endpoint(client):
     assert params == ["image", "focus_x", "focus_y", "k", "backend", "disparity_map",
                       "disparity_is_depth", "focal_range", "aperture", "blades", "rotation_deg",
                       "highlight_boost", "focus_parity", "depth_model", "simulate_lq", "lq_preset",
-                      "lq_seed"]
+                      "lq_seed", "max_side", "match_input_size"]
     defaults = {p["parameter_name"]: p.get("parameter_default")
                 for p in api["named_endpoints"]["/render"]["parameters"][13:]}
-    assert defaults == {"depth_model": "auto", "simulate_lq": False, "lq_preset": "realesrgan", "lq_seed": 0}
+    assert defaults == {"depth_model": "auto", "simulate_lq": False, "lq_preset": "realesrgan", "lq_seed": 0,
+                        "max_side": "auto", "match_input_size": True}
 
 
 def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_path):
@@ -310,6 +311,17 @@ def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_
         call(disparity_map=handle_file(str(nan)))
     with pytest.raises(AppError, match="outside the 600x400 image"):
         call(focus_x=5000)
+    # A file that is not an image reaches our decoder, not Gradio's generic error.
+    corrupt = tmp_path / "holiday.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
+    with pytest.raises(AppError, match=r"cannot read image 'holiday\.png'"):
+        client.predict(handle_file(str(corrupt)), focus_x=1, focus_y=1, k=8, backend="classical",
+                       api_name="/render")
+    # Processing size: a smaller processing size still returns the input's size, K scaled with it.
+    (_, small), _, info = call(max_side="256")
+    assert Image.open(small).size == size
+    with pytest.raises(AppError, match="8192"):
+        call(max_side="99999")
 
     # Still serving, and automatic focus works through the API too.
     (before, after), _, info = call(focus_x=None, focus_y=None, k=0)

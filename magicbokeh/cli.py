@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .entrypoint import EXIT_BAD_INPUT, configure_logging, run_command
 from .errors import MagicBokehError
 from .settings import BLADES_RANGE, K_DEFAULT, K_RANGE
 
-EXIT_BAD_INPUT = 2
 
 #: Further commands, one module each under magicbokeh/commands/: ``configure_parser(parser)`` adds
 #: the arguments (imports nothing heavy), ``run(args) -> int`` does the work.
@@ -53,22 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", parents=[common], help="render one image or every image in a folder")
     r.add_argument("image", help="photo file, or a folder of photos")
     r.add_argument("-o", "--output", required=True, help="output PNG (or output folder for a folder input)")
-    r.add_argument(
-        "--depth",
-        default="auto",
-        help="auto (a Depth Anything model if available, else approximate) | approximate | a depth model "
-        "(dadepth | small | base | large | hub id | transformers folder | upstream .pth) | a disparity "
-        "map file (.png 8/16-bit, .npy; any size) | a folder of maps named like the photos (default: auto)",
-    )
-    r.add_argument(
-        "--depth-model", metavar="MODEL",
-        help="depth model used by --depth auto: dadepth (MagicBokeh's DA depth) | small | base | large | "
-        "hub id | folder | .pth (env MAGICBOKEH_DEPTH_MODEL; default: DA depth on a GPU when its "
-        "weights are present, else Depth Anything V2 Small)",
-    )
-    r.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
-                   help="depth network input: shorter side in pixels, a multiple of 14 (official 518)")
-    r.add_argument("--depth-is-depth", action="store_true", help="the supplied map is depth (far = large)")
+    add_depth_options(r, folder_maps=True)
     r.add_argument(
         "--max-side", type=int, metavar="PX",
         help="processing size: render photos whose long side exceeds PX (64-8192) at that long side "
@@ -80,33 +64,81 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --max-side: resize the result back to the input's size (input, default) or keep "
         "the processed size",
     )
-    focus = r.add_mutually_exclusive_group()
-    focus.add_argument("--focus", type=_point, metavar="X,Y", help="focus pixel (column,row) of the upright photo")
-    focus.add_argument("--focus-mask", metavar="MASK", help="subject mask image (non-zero = subject), or a folder of masks")
-    focus.add_argument("--focus-disparity", type=float, metavar="F", help="focal plane disparity in [0, 1] (1 = nearest)")
-    r.add_argument(
-        "--focus-parity",
-        action="store_true",
-        help="official-demo focus: 8-bit disparity at exactly the pixel (default: median over a 7x7 window)",
-    )
+    add_focus_options(r, mask_help="subject mask image (non-zero = subject), or a folder of masks")
     r.add_argument(
         "--K", dest="k", type=float, default=K_DEFAULT,
         help=f"blur strength in [{K_RANGE[0]:g}, {K_RANGE[1]:g}]; 0 = no blur (default {K_DEFAULT:g})",
     )
-    r.add_argument("--backend", default="classical", help="classical (default, no weights) | magicbokeh | two-stage")
-    r.add_argument("--shape", choices=("circle", "polygon"), default="circle", help="aperture shape (classical)")
-    r.add_argument("--blades", type=int, default=6, help=f"polygon blades, {BLADES_RANGE[0]}-{BLADES_RANGE[1]} (default 6)")
-    r.add_argument("--rotation", type=float, default=0.0, metavar="DEG", help="polygon rotation in degrees")
-    r.add_argument("--highlight-boost", action="store_true", help="brighten out-of-focus highlights")
-    r.add_argument("--focal-range", type=float, default=0.0, metavar="W", help="disparity width in [0, 1] kept sharp around the focus")
+    add_optics_options(r)
     r.add_argument("--save-depth", metavar="D.png",
                    help="also write the disparity used (16-bit PNG, 1 = near); a folder for a folder input")
     r.add_argument("--save-defocus", metavar="M.png",
                    help="also write the defocus map |d-f|*K/32 (16-bit PNG); a folder for a folder input")
     r.add_argument("--json", action="store_true", help="print one JSON object describing the run")
-    m = r.add_argument_group("MagicBokeh backend")
+    add_backend_options(r)
+
+    sub.add_parser("backends", parents=[common], help="list backends and whether they can run here")
+    for name, (module, help_text) in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        importlib.import_module(module).configure_parser(p)
+    return parser
+
+
+# Options shared by render and sweep (one definition, so both commands agree).
+
+
+def add_depth_options(parser: argparse.ArgumentParser, *, folder_maps: bool = False) -> None:
+    """--depth, --depth-model, --depth-input-size, --depth-is-depth."""
+    parser.add_argument(
+        "--depth", default="auto",
+        help="auto (a Depth Anything model if available, else approximate) | approximate | a depth model "
+        "(dadepth | small | base | large | hub id | transformers folder | upstream .pth) | a disparity "
+        "map file (.png 8/16-bit, .npy; any size)"
+        + (" | a folder of maps named like the photos" if folder_maps else "") + " (default: auto)",
+    )
+    parser.add_argument(
+        "--depth-model", metavar="MODEL",
+        help="depth model used by --depth auto: dadepth (MagicBokeh's DA depth) | small | base | large | "
+        "hub id | folder | .pth (env MAGICBOKEH_DEPTH_MODEL; default: DA depth on a GPU when its "
+        "weights are present, else Depth Anything V2 Small)",
+    )
+    parser.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
+                        help="depth network input: shorter side in pixels, a multiple of 14 (official 518)")
+    parser.add_argument("--depth-is-depth", action="store_true", help="the supplied map is depth (far = large)")
+
+
+def add_focus_options(parser: argparse.ArgumentParser, *, mask_help: str, prefix: str = "") -> None:
+    """--focus X,Y | --focus-mask | --focus-disparity, and --focus-parity."""
+    focus = parser.add_mutually_exclusive_group()
+    focus.add_argument("--focus", type=_point, metavar="X,Y",
+                       help=prefix + "focus pixel (column,row) of the upright photo (default: automatic)")
+    focus.add_argument("--focus-mask", metavar="MASK", help=prefix + mask_help)
+    focus.add_argument("--focus-disparity", type=float, metavar="F",
+                       help=prefix + "focal plane disparity in [0, 1] (1 = nearest)")
+    parser.add_argument(
+        "--focus-parity", action="store_true",
+        help="official-demo focus: 8-bit disparity at exactly the pixel (default: median over a 7x7 window)",
+    )
+
+
+def add_optics_options(parser: argparse.ArgumentParser) -> None:
+    """--backend and the classical renderer's optics."""
+    parser.add_argument("--backend", default="classical",
+                        help="classical (default, no weights) | magicbokeh | two-stage")
+    parser.add_argument("--shape", choices=("circle", "polygon"), default="circle", help="aperture shape (classical)")
+    parser.add_argument("--blades", type=int, default=6,
+                        help=f"polygon blades, {BLADES_RANGE[0]}-{BLADES_RANGE[1]} (default 6)")
+    parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG", help="polygon rotation in degrees")
+    parser.add_argument("--highlight-boost", action="store_true", help="brighten out-of-focus highlights")
+    parser.add_argument("--focal-range", type=float, default=0.0, metavar="W",
+                        help="disparity width in [0, 1] kept sharp around the focus")
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """The MagicBokeh backend's sources and run options."""
+    m = parser.add_argument_group("MagicBokeh backend")
     m.add_argument("--base", help="SD2.1-base repo id or folder (env MAGICBOKEH_BASE)")
-    m.add_argument("--checkpoint", help="lora.pkl path or repo id (env MAGICBOKEH_CHECKPOINT)")
+    m.add_argument("--checkpoint", help="lora.pkl path, trained checkpoint folder or repo id (env MAGICBOKEH_CHECKPOINT)")
     m.add_argument("--seed", type=int, help="VAE sampling seed (default 42)")
     m.add_argument("--tile-batch", type=int, help="tiles per forward pass")
     m.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), help="precision (default auto)")
@@ -114,11 +146,66 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--color-fix", choices=("adain", "wavelet", "none"), help="colour correction (default adain)")
     m.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
 
-    sub.add_parser("backends", parents=[common], help="list backends and whether they can run here")
-    for name, (module, help_text) in EXTRA_COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=help_text)
-        importlib.import_module(module).configure_parser(p)
-    return parser
+
+def depth_from_args(args: argparse.Namespace) -> Any:
+    """The core's ``depth`` argument: ``--depth``, or ``--depth-model`` when ``--depth`` is auto."""
+    return args.depth_model if args.depth == "auto" and args.depth_model else args.depth
+
+
+def focus_from_args(args: argparse.Namespace, *, mask: str | None = None) -> Any:
+    """The Focus of the focus options (``mask`` replaces ``--focus-mask``, e.g. one of a folder)."""
+    from .pipeline import Focus
+
+    if args.focus is not None:
+        return Focus.point(*args.focus, parity=args.focus_parity)
+    if args.focus_mask is not None:
+        return Focus.mask(mask or args.focus_mask, parity=args.focus_parity)
+    if args.focus_disparity is not None:
+        return Focus.disparity(args.focus_disparity)
+    return Focus.auto()
+
+
+def settings_from_args(args: argparse.Namespace, k: float) -> Any:
+    """RenderSettings of the optics and backend options, at blur strength ``k``."""
+    from .pipeline import RenderSettings
+
+    return RenderSettings(
+        k=k,
+        backend=args.backend,
+        focal_range=args.focal_range,
+        aperture=args.shape,
+        blades=args.blades,
+        rotation_deg=args.rotation,
+        highlight_boost=args.highlight_boost,
+        backend_options=_backend_options(args),
+    )
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed by the core's ``progress(fraction, stage)``; created on first use,
+    so errors raised before any work print cleanly. Use as a context manager."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", leave=False, file=sys.stderr)
+        self._bar.set_description(stage)
+        self._bar.n = round(100 * fraction)
+        self._bar.refresh()
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,55 +231,20 @@ def _is_model_folder(folder: Path) -> bool:
 
 def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folder: bool) -> dict[str, Any]:
     from .images import save_png
-    from .pipeline import Focus, RenderSettings, render
+    from .pipeline import render
 
-    depth: Any = args.depth
-    if depth == "auto" and args.depth_model:
-        depth = args.depth_model
+    depth: Any = depth_from_args(args)
     if in_folder and Path(depth).is_dir() and not _is_model_folder(Path(depth)):
         depth = str(_by_stem(Path(depth), image.stem, "depth map"))
-    if args.focus is not None:
-        focus = Focus.point(*args.focus, parity=args.focus_parity)
-    elif args.focus_mask is not None:
-        mask = Path(args.focus_mask)
-        if mask.is_dir():
-            mask = _by_stem(mask, image.stem, "focus mask")
-        focus = Focus.mask(str(mask), parity=args.focus_parity)
-    elif args.focus_disparity is not None:
-        focus = Focus.disparity(args.focus_disparity)
-    else:
-        focus = Focus.auto()
-    settings = RenderSettings(
-        k=args.k,
-        backend=args.backend,
-        focal_range=args.focal_range,
-        aperture=args.shape,
-        blades=args.blades,
-        rotation_deg=args.rotation,
-        highlight_boost=args.highlight_boost,
-        backend_options=_backend_options(args),
-    )
-    bars: list[Any] = []
-
-    def progress(fraction: float, stage: str) -> None:
-        if args.quiet or in_folder:
-            return
-        if not bars:  # created on first use, so errors raised before any work print cleanly
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=100, unit="%", leave=False, file=sys.stderr))
-        bars[0].set_description(stage)
-        bars[0].n = round(100 * fraction)
-        bars[0].refresh()
-
-    try:
-        result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth, focus=focus,
-                        settings=settings, progress=progress if args.backend != "classical" else None,
-                        depth_input_size=args.depth_input_size, max_side=getattr(args, "max_side", None),
-                        match_input_size=getattr(args, "output_size", "input") == "input")
-    finally:
-        if bars:
-            bars[0].close()
+    mask = args.focus_mask
+    if mask is not None and Path(mask).is_dir():
+        mask = str(_by_stem(Path(mask), image.stem, "focus mask"))
+    with ProgressBar(enabled=not (args.quiet or in_folder)) as progress:
+        result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth,
+                        focus=focus_from_args(args, mask=mask), settings=settings_from_args(args, args.k),
+                        progress=progress if args.backend != "classical" else None,
+                        depth_input_size=args.depth_input_size, max_side=args.max_side,
+                        match_input_size=args.output_size == "input")
     save_png(output, result.image)
     info = result.info()
     info["input"] = str(image)
@@ -256,23 +308,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    configure_logging(args.verbose, args.quiet)
+
+    def work() -> int:
         if args.command in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[args.command][0]).run(args)
         return {"render": cmd_render, "backends": cmd_backends}[args.command](args)
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print("error: out of memory; try a smaller image or set MAGICBOKEH_MAX_MEGAPIXELS lower.", file=sys.stderr)
-        return 1
-    except Exception as exc:  # last resort: one line, the traceback only with -v
-        if args.verbose:
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
-        return 1
+
+    return run_command(work, verbose=args.verbose)

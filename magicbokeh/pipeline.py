@@ -7,6 +7,7 @@ The app, the CLI, the tests and the benchmarks all call :func:`render`. Steps:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -283,7 +284,8 @@ def resolve_disparity(
     key = (photo.key, "approximate", subject_key)
     hit = cache.get(key)
     if hit:
-        return hit
+        # The map is shared; the notes belong to this call (why it fell back, or none if asked for).
+        return dataclasses.replace(hit, messages=tuple(messages))
     result = depth_mod.DepthResult(
         depth_mod.approximate_disparity(photo.rgb, seed, subject_mask=subject_mask),
         source=depth_mod.APPROXIMATE_LABEL,

@@ -106,3 +106,21 @@ def test_import_is_light():
     code = "import sys, magicbokeh; magicbokeh.__version__; print('torch' in sys.modules, 'gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_approximate_depth_notes_belong_to_each_call(monkeypatch):
+    """The cached approximate map is shared, but only a fallback says why it fell back."""
+    from magicbokeh import depth
+    from magicbokeh.images import load_photo
+    from magicbokeh.pipeline import resolve_disparity
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(depth.DepthAnythingEstimator, "unavailable_reason", lambda self: "no model here.")
+    photo = load_photo(np.full((32, 48, 3), 0.5, np.float32))
+    asked = resolve_disparity(photo, "approximate")
+    fallback = resolve_disparity(photo, "auto")
+    assert asked.approximate and fallback.approximate
+    assert np.array_equal(asked.disparity, fallback.disparity)
+    assert asked.messages == ()
+    assert fallback.messages == ("no model here. Using approximate depth.",)
+    assert resolve_disparity(photo, "approximate").messages == ()

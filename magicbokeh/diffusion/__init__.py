@@ -4,10 +4,11 @@ Modules (one idea each):
 
 * ``sources``     where the weights come from (argument → env var → default) and fetching them
 * ``safe_pickle`` restricted unpickling of ``lora.pkl`` (no code from the file ever runs)
-* ``checkpoint``  ``lora.pkl`` → plain tensors (``MagicBokehCheckpoint``)
+* ``checkpoint``  ``lora.pkl`` or a trained safetensors folder → plain tensors (``MagicBokehCheckpoint``)
 * ``lora``        merging peft LoRA into base weights
 * ``models``      patched UNet, ``FocusControlNet``, processor installation
 * ``attention``   focus-aware masked attention (SDPA / xformers / naive reference)
+* ``forward``     the per-tile one-step forward, shared by inference and training
 * ``loading``     ``load_magicbokeh`` and the converted-weights cache
 * ``tiling``      official 512/256 tiling and linear-ramp blending
 * ``color_fix``   AdaIN / wavelet colour correction

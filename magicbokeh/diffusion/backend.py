@@ -59,7 +59,8 @@ class MagicBokehBackend(Backend):
     OPTIONS: dict[str, str] = {
         "base": "SD2.1-base folder or Hub repo id (default: $MAGICBOKEH_BASE, else "
         f"{sources.DEFAULT_BASE}; the {sources.ALTERNATIVE_BASES[0]} mirror also works).",
-        "checkpoint": "lora.pkl path, or Hub owner/repo[/file] (default: $MAGICBOKEH_CHECKPOINT, else "
+        "checkpoint": "lora.pkl path, a trained DIR/final folder (its recorded base is used when no base "
+        "is given), or Hub owner/repo[/file] (default: $MAGICBOKEH_CHECKPOINT, else "
         f"{sources.DEFAULT_CHECKPOINT_REPO}/{sources.DEFAULT_CHECKPOINT_FILE}).",
         "seed": "int, seed of the VAE posterior samples (default 42); same seed, same output.",
         "tile_batch": "int >= 1, most 512 px tiles per forward pass (default 1 on CPU, 8 on GPU, split "
@@ -99,8 +100,7 @@ class MagicBokehBackend(Backend):
                 "pip install -r requirements.txt",
             )
         try:
-            base = sources.resolve_base(options.get("base") or None)
-            ckpt = sources.resolve_checkpoint(options.get("checkpoint") or None)
+            base, ckpt = sources.resolve_sources(options.get("base") or None, options.get("checkpoint") or None)
             missing = sources.missing_files(base, ckpt)
         except MagicBokehError as exc:
             return Availability(False, str(exc))

@@ -35,10 +35,11 @@ from .checkpoint import (
     MagicBokehCheckpoint,
     read_checkpoint,
 )
+from .forward import OneStepConstants, x0_from_eps
 from .devices import SHORT_DTYPE, resolve_device, resolve_dtype, resolve_kernel
 from .lora import merge_lora
 from .models import FocusControlNet, install_processors, patch_unet, set_plain_processors, unet_from_config
-from .sources import fetch_base, fetch_checkpoint, fingerprint, resolve_base, resolve_checkpoint
+from .sources import checkpoint_files, fetch_base, fetch_checkpoint, fingerprint, resolve_sources
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +83,19 @@ class MagicBokehModel:
     info: dict[str, Any] = field(default_factory=dict)
     clip_sample: float | None = None
 
-    def x0_from_eps(self, latent: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """One DDPM step from t = 999 to the end: ``(z − √(1−ᾱ)·ε̂) / √ᾱ`` in float32.
+    @property
+    def constants(self) -> OneStepConstants:
+        """The one-step constants as used by ``forward`` (shared with training)."""
+        return OneStepConstants(self.timestep, self.alpha_prod_t, self.clip_sample, self.scaling_factor,
+                                self.vae_scale_factor)
 
-        With a single inference step the previous ᾱ is 1 and the DDPM posterior mean equals the
-        x0 prediction (spec §1.7): ≈ ``14.648819·z − 14.614647·ε̂``. The operations mirror
-        ``DDPMScheduler.step`` so the fp32 result matches it; the official fp16 run computes this step
-        in fp16, so under fp16 ours differs from it by fp16 rounding (kept in fp32 on purpose).
+    def x0_from_eps(self, latent: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """One DDPM step from t = 999 to the end: ``(z − √(1−ᾱ)·ε̂) / √ᾱ`` in float32 (``forward.x0_from_eps``).
+
+        The official fp16 run computes this step in fp16, so under fp16 ours differs from it by fp16
+        rounding (kept in fp32 on purpose).
         """
-        a = self.alpha_prod_t.to(latent.device)
-        b = 1 - a
-        x0 = (latent.float() - b ** (0.5) * eps.float()) / a ** (0.5)
-        return x0 if self.clip_sample is None else x0.clamp(-self.clip_sample, self.clip_sample)
+        return x0_from_eps(latent, eps, self.alpha_prod_t, self.clip_sample)
 
     def describe(self) -> str:
         return f"{self.device.type} {SHORT_DTYPE[self.dtype]} ({self.kernel} attention)"
@@ -378,7 +380,9 @@ def load_magicbokeh(
 
     Args:
         base: SD2.1-base folder or Hub repo id (else ``$MAGICBOKEH_BASE``, else the default mirror).
-        checkpoint: ``lora.pkl`` path or Hub ``owner/repo[/file]`` (else ``$MAGICBOKEH_CHECKPOINT``).
+        checkpoint: ``lora.pkl`` path, a trained-weights folder (``DIR/final``) or Hub
+            ``owner/repo[/file]`` (else ``$MAGICBOKEH_CHECKPOINT``). Without ``base``, a trained
+            folder's recorded base model is used.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         dtype: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` (auto: fp16 CUDA, bf16 capable CPU).
         attention: ``"auto"`` (xformers on CUDA when it works, else SDPA), ``"sdpa"``, ``"xformers"``.
@@ -390,7 +394,7 @@ def load_magicbokeh(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     kernel = resolve_kernel(attention, dev)
-    base_src, ckpt_src = resolve_base(base), resolve_checkpoint(checkpoint)
+    base_src, ckpt_src = resolve_sources(base, checkpoint)
     memo_key = (base_src.describe(), ckpt_src.describe(), str(dev), dt, kernel, bool(compile), str(cache_root(cache_dir)))
     with _LOAD_LOCK:
         if memo_key not in _MODELS:
@@ -406,7 +410,7 @@ def _load(base_src, ckpt_src, dev, dt, kernel, compile, cache_dir, local_files_o
     report(0.0, "locating MagicBokeh weights")
     base_files = fetch_base(base_src, local_files_only=local_files_only)
     ckpt_path = fetch_checkpoint(ckpt_src, local_files_only=local_files_only)
-    sources = base_files.all() + [ckpt_path]
+    sources = base_files.all() + checkpoint_files(ckpt_path)
     key = cache_key(sources, dt)
     root = cache_root(cache_dir)
     folder = root / key if root is not None else None

@@ -23,6 +23,49 @@ logger = logging.getLogger(__name__)
 PEFT_DEFAULT_ALPHA = 8.0
 
 
+# Spec §5.1 / §5.2: the training-time rules that produced the checkpoint's LoRA target lists.
+UNET_LORA_PATTERNS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_in", "conv_shortcut",
+                      "conv_out", "proj_out", "proj_in", "ff.net.2", "ff.net.0.proj")  # fmt: skip
+VAE_LORA_PATTERNS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "to_k", "to_q", "to_v", "to_out.0")
+
+
+def official_unet_lora_targets(patched_unet) -> tuple[list[str], list[str], list[str]]:
+    """(encoder, decoder, others) module lists from the patched UNet's parameter names (§5.1).
+
+    The official processors were plain objects, so their adapters (``….processor.to_q_lora.…``,
+    which the ``to_q`` pattern would match) are skipped here, as is any existing peft wrapper.
+    """
+    enc, dec, others = [], [], []
+    for name, _ in patched_unet.named_parameters():
+        if "bias" in name or "norm" in name or ".processor." in name or "lora_" in name:
+            continue
+        for pattern in UNET_LORA_PATTERNS:
+            if pattern in name:
+                module = name.replace(".weight", "")
+                if "down_blocks" in name or "conv_in" in name:
+                    enc.append(module)
+                elif "up_blocks" in name or "conv_out" in name:
+                    dec.append(module)
+                else:
+                    others.append(module)
+                break
+    return enc, dec, others
+
+
+def official_vae_lora_targets(vae) -> list[str]:
+    """VAE encoder + ``quant_conv`` targets, one entry per matching pattern (duplicates kept, §5.2)."""
+    out = []
+    for name, _ in vae.named_parameters():
+        if "bias" in name or "norm" in name:
+            continue
+        for pattern in VAE_LORA_PATTERNS:
+            if pattern in name and "encoder" in name:
+                out.append(name.replace(".weight", ""))
+            elif pattern in name and "quant_conv" in name and "post_quant_conv" not in name:
+                out.append(name.replace(".weight", ""))
+    return out
+
+
 @dataclass
 class MergeReport:
     """What a merge did: merged module names, targets absent from the model, unused keys."""
@@ -153,4 +196,14 @@ def _preview(names: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-__all__ = ["MergeReport", "PEFT_DEFAULT_ALPHA", "lora_delta", "match_targets", "merge_lora"]
+__all__ = [
+    "MergeReport",
+    "PEFT_DEFAULT_ALPHA",
+    "UNET_LORA_PATTERNS",
+    "VAE_LORA_PATTERNS",
+    "lora_delta",
+    "match_targets",
+    "merge_lora",
+    "official_unet_lora_targets",
+    "official_vae_lora_targets",
+]

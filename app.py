@@ -603,6 +603,10 @@ def sweep_ui(
         if not backends:
             raise MagicBokehError("select at least one backend.")
         backend = backends[0]
+        if zerogpu.zero_gpu_active() and zerogpu.needs_gpu(backend):
+            # A sweep is N renders; one ZeroGPU call per request cannot hold them within the quota.
+            raise MagicBokehError(f"sweeps with the {backend} backend need a dedicated GPU; on this "
+                                  "ZeroGPU Space, make the sweep with the classical backend.")
         settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
         depth = app_support.depth_spec(depth_model, _disparity_path(disparity_map))
         source = _source_photo(original, simulate_lq, lq_preset, lq_seed, progress)
@@ -1031,7 +1035,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="backend(s) selected at start, comma-separated (default classical)")
     parser.add_argument("--depth-model", help="Depth Anything V2 repo id or folder (env MAGICBOKEH_DEPTH_MODEL)")
     parser.add_argument("--base", help="SD2.1-base repo id or folder (env MAGICBOKEH_BASE)")
-    parser.add_argument("--checkpoint", help="MagicBokeh lora.pkl path or repo id (env MAGICBOKEH_CHECKPOINT)")
+    parser.add_argument("--checkpoint", help="MagicBokeh lora.pkl path, trained DIR/final folder, or repo id "
+                        "(env MAGICBOKEH_CHECKPOINT)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (env MAGICBOKEH_DEVICE)")
     parser.add_argument("--mcp", action=argparse.BooleanOptionalAction, default=None,
                         help="serve the MCP endpoint (default: on when gradio[mcp] is installed)")

@@ -23,15 +23,18 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def run_command(work: Callable[[], int], *, verbose: int = 0) -> int:
-    """Run ``work()`` and map failures to exit codes (see the module docstring)."""
+def run_command(work: Callable[[], int], *, verbose: int = 0, interrupted: str = "interrupted") -> int:
+    """Run ``work()`` and map failures to exit codes (see the module docstring).
+
+    ``interrupted``: the line printed on Ctrl-C (trainers say how to resume).
+    """
     try:
         return work()
     except MagicBokehError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
         print("error: out of memory; try a smaller image (or batch), or set MAGICBOKEH_MAX_MEGAPIXELS lower.",

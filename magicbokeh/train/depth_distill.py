@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..entrypoint import run_command
 from ..errors import MagicBokehError
 from .common import (
     MetricsLog,
@@ -775,15 +776,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("magicbokeh").setLevel(level)
-    try:
+
+    def work() -> int:
         train(config_from_args(args))
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_command(work, verbose=args.verbose,
+                       interrupted="interrupted; rerun the same command to resume from the last checkpoint")
 
 
 __all__ = [

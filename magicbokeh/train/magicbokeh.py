@@ -44,12 +44,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..entrypoint import run_command
 from ..errors import MagicBokehError
 from .magicbokeh_config import PHASE_DATA, PHASES, TINY_BASE, Config, load_config
 
 logger = logging.getLogger("magicbokeh.train.magicbokeh")
 
-EXIT_BAD_INPUT = 2
 TINY_BASE_DIR = "tiny-base"
 RESUME_DIR = "resume"
 EMA_DIR = "ema"
@@ -609,23 +609,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def work() -> int:
         config = load_config(args.config, args.overrides)
         if args.base:
             config.base = args.base
         if args.max_steps is not None:
             config.schedule.max_steps = args.max_steps
         result = train(config, args.output, progress=not args.quiet)
-    except MagicBokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last complete checkpoint", file=sys.stderr)
-        return 130
-    if result.final is not None:
-        print(f"trained to step {result.step}; weights in {result.final} "
-              f"(render with: python -m magicbokeh render PHOTO -o OUT.png --backend magicbokeh --checkpoint {result.final})")
-    return 0
+        if result.final is not None:
+            print(f"trained to step {result.step}; weights in {result.final} (render with: python -m "
+                  f"magicbokeh render PHOTO -o OUT.png --backend magicbokeh --checkpoint {result.final})")
+        return 0
+
+    return run_command(work, verbose=args.verbose,
+                       interrupted="interrupted; rerun the same command to resume from the last complete checkpoint")
 
 
 if __name__ == "__main__":

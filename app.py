@@ -795,7 +795,8 @@ def build_demo(default_backends: Sequence[str] | None = None) -> gr.Blocks:
                 k_slider = gr.Slider(
                     K_RANGE[0], K_RANGE[1], value=K_DEFAULT, step=0.5,
                     label="Blur strength K",
-                    info="0 = no blur, restoration only · 32 = strongest (the paper's setting)",
+                    info="0 = no blur, restoration only · 32 = strongest (the paper's setting) · in pixels "
+                         "of your photo: a smaller processing size gets K × its scale, so the blur looks the same",
                     elem_id="k-slider",
                 )
                 backends_box = gr.CheckboxGroup(

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -1060,6 +1061,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{'ready' if ok else 'fallback':>11}  depth: {sentence}")
     for name, (status, _) in _BACKENDS.items():
         print(f"{'ready' if status.ok else 'unavailable':>11}  {name}: {status.reason}")
+    if _BACKENDS.get("magicbokeh", (Availability(False),))[0].ok:
+        # A machine with its own GPU: load and warm up while the server starts (no-op on CPUs and
+        # on ZeroGPU), so the first render is not the slow one.
+        threading.Thread(target=lambda: [logger.info(n) for n in zerogpu.warm_up_at_start(
+            backend_options("magicbokeh"), model_sources()["depth_model"])], daemon=True).start()
     launch(demo, host=args.host, port=args.port, share=args.share, mcp=args.mcp)
 
 

@@ -603,6 +603,39 @@ def warm_up(model: Any, batch_sizes: Sequence[int], *, repeats: int = 1) -> dict
     return out
 
 
+def warm_up_at_start(options: Mapping[str, Any] | None = None, depth_source: str | None = None,
+                     *, max_side: int | None = None) -> list[str]:
+    """On a machine with its own CUDA GPU: load the networks and warm up the common tile batches.
+
+    The first visitor then pays neither loading nor cuDNN's per-shape kernel selection (3.2 s vs
+    0.59 s steady state measured on an H200 before warm-up). A no-op without CUDA and on ZeroGPU
+    (kernels may only run inside a GPU call there). Returns notes for the console.
+    """
+    if zero_gpu_active():
+        return []
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    notes = prepare_models(options, depth_source)
+    from .backends import get_backend
+    from .processing import default_max_side
+
+    backend = get_backend("magicbokeh")
+    if not backend.availability(dict(options or {})).ok:
+        return notes
+    try:
+        pipe = backend.pipeline(dict(options or {}))  # type: ignore[attr-defined]
+        sizes = common_batch_sizes(max_side or default_max_side("magicbokeh") or 1600)
+        seconds = warm_up(pipe, sizes)
+        notes.append("warmed up tile batches " + ", ".join(f"{b} ({t:.1f} s)" for b, t in seconds.items()))
+    except MagicBokehError as exc:
+        notes.append(f"warm-up skipped: {exc}")
+    return notes
+
+
 # Import spaces now, before anything imports torch (its rule); a no-op when it is not installed.
 spaces_module()
 
@@ -626,5 +659,6 @@ __all__ = [
     "render_request",
     "spaces_module",
     "warm_up",
+    "warm_up_at_start",
     "zero_gpu_active",
 ]

@@ -121,9 +121,11 @@ def bench_convert() -> dict:
         torch.save({"model": {"module." + k: v for k, v in upstream.items()}, "optimizer": {}, "epoch": 0}, pth)
         del upstream
         size_gb = pth.stat().st_size / 1e9
-        code = ("import resource, sys, time; sys.path.insert(0, %r); t=time.perf_counter(); "
+        # VmHWM is the child's own peak (ru_maxrss would include the parent's, inherited at fork).
+        code = ("import re, sys, time; sys.path.insert(0, %r); t=time.perf_counter(); "
                 "from magicbokeh.dadepth import convert_dadepth; convert_dadepth(%r, %r); "
-                "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+                "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+                "print(time.perf_counter()-t, hwm)"
                 % (str(REPO), str(pth), str(Path(tmp) / "out")))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         seconds, rss_kb = out.stdout.split()[-2:]

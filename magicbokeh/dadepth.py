@@ -333,6 +333,8 @@ def convert_dadepth(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_folder(tmp, state, cfg)
+        count = len(state)
+        del state  # the verification load below is the memory peak; don't hold a second copy
         verify_folder(tmp)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -340,7 +342,7 @@ def convert_dadepth(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("converted %s -> %s (%d tensors)", src, out, len(state))
+    logger.info("converted %s -> %s (%d tensors)", src, out, count)
     return out
 
 

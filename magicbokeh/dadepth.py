@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import hub
-from .errors import MagicBokehError
+from .errors import MagicBokehError, preview_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -201,9 +201,9 @@ def convert_state_dict(upstream: Mapping[str, "torch.Tensor"], config: "DepthAny
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing key(s): {_preview(missing)}")
+            parts.append(f"{len(missing)} missing key(s): {preview_names(missing, quote=False)}")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_preview(unexpected)}")
+            parts.append(f"{len(unexpected)} unexpected key(s): {preview_names(unexpected, quote=False)}")
         raise MagicBokehError(
             "the checkpoint does not match the Depth Anything V2 config "
             f"({config.backbone_config.num_hidden_layers} layers, hidden {config.backbone_config.hidden_size}): "
@@ -214,10 +214,6 @@ def convert_state_dict(upstream: Mapping[str, "torch.Tensor"], config: "DepthAny
         out.update(split_qkv(upstream[src], dst))
     return out
 
-
-def _preview(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", … (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +374,7 @@ def verify_folder(folder: str | os.PathLike) -> None:
             for x in (info.get(kind) or [])
         )
         if items:
-            problems.append(f"{kind.replace('_', ' ')}: {_preview(items)}")
+            problems.append(f"{kind.replace('_', ' ')}: {preview_names(items, quote=False)}")
     if problems:
         raise MagicBokehError(
             "the weights do not match the config (" + "; ".join(problems) + "). Pass the matching config with --config."

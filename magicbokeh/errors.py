@@ -13,3 +13,9 @@ class MagicBokehError(ValueError):
 
 class BackendUnavailable(MagicBokehError):
     """A backend cannot run on this machine (missing weights, package or device)."""
+
+
+def preview_names(names: list[str], limit: int = 6, *, quote: bool = True) -> str:
+    """The first ``limit`` names for an error message, then how many more ("'a', 'b' and 3 more")."""
+    shown = ", ".join(repr(n) if quote else str(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -26,7 +26,7 @@ from torch import nn
 
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from ..errors import MagicBokehError
+from ..errors import MagicBokehError, preview_names
 from .attention import set_kernel
 from .checkpoint import (
     UNET_DECODER_ADAPTER,
@@ -224,7 +224,7 @@ def _load_processors(unet: nn.Module, names: list[str], sd: Mapping[str, torch.T
     missing = [k for k in wanted if k not in sd]
     if missing:
         raise MagicBokehError(
-            f"{source} processor_state_dict is missing {len(missing)} tensor(s): {_preview(missing)}."
+            f"{source} processor_state_dict is missing {len(missing)} tensor(s): {preview_names(missing)}."
         )
     extra = [k for k in sd if k not in wanted]
     if extra:
@@ -250,9 +250,9 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: s
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} key(s): {_preview(missing)}")
+            parts.append(f"missing {len(missing)} key(s): {preview_names(missing)}")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_preview(unexpected)}")
+            parts.append(f"unexpected {len(unexpected)} key(s): {preview_names(unexpected)}")
         raise MagicBokehError(
             f"{source} does not fit the {what}: {'; '.join(parts)}. "
             "The checkpoint does not match this base model."
@@ -279,10 +279,6 @@ def _check_shape(tensor: torch.Tensor, ref: torch.Tensor, what: str) -> None:
     if not tensor.is_floating_point():
         raise MagicBokehError(f"{what} has dtype {tensor.dtype}; expected floating-point weights.")
 
-
-def _preview(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------

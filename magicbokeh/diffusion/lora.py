@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..errors import MagicBokehError
+from ..errors import MagicBokehError, preview_names
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def merge_lora(
     if missing:
         raise MagicBokehError(
             f"{source} is missing {len(missing)} LoRA tensor(s) for the {what}: "
-            f"{_preview(missing)}. The checkpoint is incomplete or does not match the base model."
+            f"{preview_names(missing)}. The checkpoint is incomplete or does not match the base model."
         )
 
     with torch.no_grad():
@@ -190,10 +190,6 @@ def _check_shapes(module, a, b, rank, key_a, key_b, source) -> None:
                 f"(rank {rank}); the checkpoint does not match this base model."
             )
 
-
-def _preview(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 __all__ = [

@@ -43,18 +43,9 @@ SD21_TEXT_ENCODER: dict[str, Any] = dict(
 )  # fmt: skip
 RANK_UNET, RANK_VAE, RANK_ATTN = 4, 4, 64
 
-TINY_UNET: dict[str, Any] = dict(
-    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 32, 64),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    attention_head_dim=(2, 2, 4), cross_attention_dim=32, layers_per_block=1,
-    use_linear_projection=True, norm_num_groups=8,
-)  # fmt: skip
-TINY_VAE: dict[str, Any] = dict(
-    block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, layers_per_block=1,
-    norm_num_groups=8, sample_size=64, scaling_factor=0.18215,
-)  # fmt: skip
+# The trainer's tiny SD2.1-shaped base (one definition for the trainer and the --smoke benches).
+from magicbokeh.train.magicbokeh import TINY_UNET, TINY_VAE  # noqa: E402
+
 TINY_TEXT_ENCODER: dict[str, Any] = dict(
     vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
     num_attention_heads=2, max_position_embeddings=77, projection_dim=32,

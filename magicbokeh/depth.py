@@ -63,8 +63,14 @@ class DepthResult:
     messages: tuple[str, ...] = ()
 
 
-def _model_source(spec: str) -> str:
-    return DEPTH_MODELS[spec].source if spec in DEPTH_MODELS else spec
+def model_source_for(spec: str) -> str:
+    """The source of a depth-model name (``small`` -> its hub id); anything else unchanged.
+
+    An existing file or folder of that name wins over the name.
+    """
+    if spec in DEPTH_MODELS and not os.path.exists(spec):
+        return DEPTH_MODELS[spec].source
+    return spec
 
 
 def _cuda_available() -> bool:
@@ -91,9 +97,9 @@ def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
     Depth Anything V2 Small (Apache-2.0; ViT-L is several times slower on a CPU).
     """
     if spec and spec != "auto":
-        return _model_source(spec), "chosen"
+        return model_source_for(spec), "chosen"
     if os.environ.get(DEPTH_MODEL_ENV):
-        return _model_source(os.environ[DEPTH_MODEL_ENV]), f"from ${DEPTH_MODEL_ENV}"
+        return model_source_for(os.environ[DEPTH_MODEL_ENV]), f"from ${DEPTH_MODEL_ENV}"
     # Weights first: the device check imports torch, which an app start should not pay for.
     if not _dadepth_weights_present():
         return DEFAULT_DEPTH_MODEL, "automatic: DA depth is used on a GPU once its weights are downloaded"
@@ -102,7 +108,7 @@ def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
     return DEFAULT_DEPTH_MODEL, "automatic: CPU (DA depth, a ViT-L, is several times slower here)"
 
 
-def depth_model_source(source: str | None = None) -> str:
+def depthmodel_source_for(source: str | None = None) -> str:
     """Depth model source for a spec: argument, then ``MAGICBOKEH_DEPTH_MODEL``, then automatic."""
     return choose_depth_model(source)[0]
 
@@ -296,7 +302,7 @@ def get_estimator(
             :func:`choose_depth_model`).
         input_size: the network's shorter-side target in pixels (multiple of 14; official 518).
     """
-    resolved = depth_model_source(source)
+    resolved = depthmodel_source_for(source)
     key = (resolved, int(input_size), device)
     with _ESTIMATORS_LOCK:
         if key not in _ESTIMATORS:

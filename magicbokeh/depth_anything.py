@@ -173,11 +173,9 @@ def resolve_depth_source(spec: str) -> str:
     converted once into the project cache (:func:`magicbokeh.dadepth.converted_folder`); a
     transformers folder or hub id is returned unchanged.
     """
-    from .depth import DEPTH_MODELS
+    from .depth import DEPTH_MODELS, model_source_for
 
-    spec = os.fspath(spec)
-    if spec in DEPTH_MODELS and not Path(spec).exists():
-        spec = DEPTH_MODELS[spec].source
+    spec = model_source_for(os.fspath(spec))
     if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
         raise MagicBokehError(
             f"depth model {spec}: no such file or folder; pass a transformers folder (e.g. from "

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from . import hub
-from .errors import MagicBokehError
-from .depth_anything import DEFAULT_INPUT_SIZE, is_checkpoint_file
-from .focus import normalise_disparity
+from .. import hub
+from ..errors import MagicBokehError
+from ..depth_anything import DEFAULT_INPUT_SIZE, is_checkpoint_file
+from ..focus import normalise_disparity
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _cuda_available() -> bool:
 
 
 def _dadepth_weights_present() -> bool:
-    from .dadepth import DADEPTH_FILENAME, DADEPTH_REPO
+    from ..dadepth import DADEPTH_FILENAME, DADEPTH_REPO
 
     return hub.cached_file(DADEPTH_REPO, DADEPTH_FILENAME) is not None
 
@@ -147,7 +147,7 @@ class DepthAnythingEstimator:
         if self.source.startswith((".", "/", "~", "\\")):
             return f"depth model {self.source} not found: no such file or folder."
         if is_checkpoint_file(self.source):
-            from .dadepth import DADEPTH_FILENAME, DADEPTH_REPO
+            from ..dadepth import DADEPTH_FILENAME, DADEPTH_REPO
 
             spec = f"{DADEPTH_REPO}/{DADEPTH_FILENAME}" if self.source == "dadepth" else self.source
             parts = spec.split("/")
@@ -177,7 +177,7 @@ class DepthAnythingEstimator:
             raise MagicBokehError(
                 f"Depth Anything needs torch and transformers ({exc}); pip install -r requirements.txt"
             ) from exc
-        from .depth_anything import load_depth_model
+        from ..depth_anything import load_depth_model
 
         device = self.device or os.environ.get("MAGICBOKEH_DEVICE") or "auto"
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -195,7 +195,7 @@ class DepthAnythingEstimator:
 
     def predict_raw(self, rgb: np.ndarray) -> np.ndarray:
         """Raw relative disparity (H, W) float32 (larger = nearer), not normalised."""
-        from .depth_anything import predict_disparity
+        from ..depth_anything import predict_disparity
 
         with self._lock:
             self._load()

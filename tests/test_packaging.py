@@ -3,6 +3,7 @@ and the same requirements the app installs."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,9 +27,16 @@ def _requirement_lines(path: Path) -> list[str]:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("setuptools")
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: without build isolation setuptools writes build/ and *.egg-info beside the sources.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for req in ROOT.glob("requirements*.txt"):
+        shutil.copy2(req, source / req.name)
+    shutil.copytree(ROOT / "magicbokeh", source / "magicbokeh", ignore=shutil.ignore_patterns("__pycache__"))
     # No build isolation: the venv's setuptools builds it, so the test needs no network.
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -7,7 +7,7 @@ Random weights (timing only; no download). For each model size it times, on a 15
 
 * before: transformers' DPT processor + the stock model + ``post_process_depth_estimation``
   (the project's path until the official pipeline landed);
-* after: :func:`magicbokeh.depth_anything.predict_disparity` (official resize rule, upstream
+* after: :func:`magicbokeh.depth.depth_anything.predict_disparity` (official resize rule, upstream
   position embeddings, bilinear resize back), the one path the CLI, the app and evaluation use.
 
 ``--models vitl`` is DA depth's architecture (ViT-L, 335 M parameters). The converter benchmark
@@ -35,8 +35,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from magicbokeh.dadepth import VITL_CONFIG, qkv_keys, rename_keys  # noqa: E402
-from magicbokeh.depth_anything import apply_upstream_position_embeddings, predict_disparity  # noqa: E402
+from magicbokeh.depth.convert_dadepth import VITL_CONFIG, qkv_keys, rename_keys  # noqa: E402
+from magicbokeh.depth.depth_anything import apply_upstream_position_embeddings, predict_disparity  # noqa: E402
 
 SIZES = {
     "tiny": {"backbone_config": {"model_type": "dinov2", "hidden_size": 64, "num_hidden_layers": 4,
@@ -123,7 +123,7 @@ def bench_convert() -> dict:
         size_gb = pth.stat().st_size / 1e9
         # VmHWM is the child's own peak (ru_maxrss would include the parent's, inherited at fork).
         code = ("import re, sys, time; sys.path.insert(0, %r); t=time.perf_counter(); "
-                "from magicbokeh.dadepth import convert_dadepth; convert_dadepth(%r, %r); "
+                "from magicbokeh.depth.convert_dadepth import convert_dadepth; convert_dadepth(%r, %r); "
                 "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
                 "print(time.perf_counter()-t, hwm)"
                 % (str(REPO), str(pth), str(Path(tmp) / "out")))

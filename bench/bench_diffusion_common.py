@@ -229,14 +229,14 @@ PEAK_FP16_FLOPS: dict[str, float] = {
 def build_depth_model(tiny: bool, *, device: str | torch.device = "cpu", dtype=torch.float32, seed: int = 0):
     """A seeded random-weight Depth Anything V2 (Small, or tiny for smoke runs); None without transformers.
 
-    The upstream position-embedding interpolation of :mod:`magicbokeh.depth_anything` is installed,
-    so :func:`magicbokeh.depth_anything.predict_disparity` runs it exactly as the app does.
+    The upstream position-embedding interpolation of :mod:`magicbokeh.depth.depth_anything` is installed,
+    so :func:`magicbokeh.depth.depth_anything.predict_disparity` runs it exactly as the app does.
     """
     try:
         from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
     except Exception:  # noqa: BLE001 - transformers is optional on the GPU machine
         return None
-    from magicbokeh.depth_anything import apply_upstream_position_embeddings
+    from magicbokeh.depth.depth_anything import apply_upstream_position_embeddings
 
     torch.manual_seed(seed + 7)
     backbone = Dinov2Config(**(DA_TINY_BACKBONE if tiny else DA_SMALL_BACKBONE))

@@ -277,7 +277,7 @@ def end_to_end_12mp(pipe, depth_model, device, sizes, repeats: int) -> tuple[flo
     import numpy as np
 
     from bench_diffusion_common import bench_image
-    from magicbokeh.depth_anything import predict_disparity
+    from magicbokeh.depth.depth_anything import predict_disparity
     from magicbokeh.focus import defocus_map, in_focus_mask, normalise_disparity, quantise_disparity_8bit
 
     h, w = sizes["mp12"]

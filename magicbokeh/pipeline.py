@@ -18,7 +18,7 @@ import numpy as np
 from . import depth as depth_mod
 from . import processing
 from .backends import ProgressCallback, get_backend
-from .depth_anything import DEFAULT_INPUT_SIZE
+from .depth import DEFAULT_INPUT_SIZE
 from .errors import MagicBokehError
 from .focus import (
     check_k,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from magicbokeh.cli import main as cli_main
-from magicbokeh.dadepth import (
+from magicbokeh.depth.convert_dadepth import (
     convert_dadepth,
     convert_state_dict,
     converted_folder,
@@ -69,7 +69,7 @@ def test_key_map_round_trip_gives_the_same_model(tiny_depth_model: Path, tmp_pat
 
 
 def test_key_map_covers_vitl_exactly() -> None:
-    from magicbokeh.dadepth import vitl_config
+    from magicbokeh.depth.convert_dadepth import vitl_config
 
     config = vitl_config()
     pairs = rename_keys(config) + [(s, d) for s, d in qkv_keys(config)]
@@ -164,7 +164,7 @@ def test_unexpected_keys_are_named(official_tiny: Path) -> None:
 def test_conversion_is_cached_and_later_loads_read_no_pickle(
     official_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import magicbokeh.dadepth as dadepth
+    import magicbokeh.depth.convert_dadepth as dadepth
 
     monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
     pth = tmp_path / "DAdepth.pth"
@@ -215,16 +215,17 @@ def test_dadepth_name_resolves_through_the_hub_cache(
 
 def test_automatic_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     from magicbokeh import depth
+    from magicbokeh.depth import sources
 
     monkeypatch.delenv("MAGICBOKEH_DEPTH_MODEL", raising=False)
-    monkeypatch.setattr(depth, "_dadepth_weights_present", lambda: True)
-    monkeypatch.setattr(depth, "_cuda_available", lambda: False)
+    monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: True)
+    monkeypatch.setattr(sources, "_cuda_available", lambda: False)
     source, why = depth.choose_depth_model(None)
     assert source == depth.DEPTH_MODELS["small"].source and "CPU" in why
-    monkeypatch.setattr(depth, "_cuda_available", lambda: True)
-    monkeypatch.setattr(depth, "_dadepth_weights_present", lambda: False)
+    monkeypatch.setattr(sources, "_cuda_available", lambda: True)
+    monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: False)
     assert depth.choose_depth_model("auto")[0] == depth.DEPTH_MODELS["small"].source
-    monkeypatch.setattr(depth, "_dadepth_weights_present", lambda: True)
+    monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: True)
     assert depth.choose_depth_model("auto") == ("dadepth", "automatic: GPU and DA depth weights present")
     monkeypatch.setenv("MAGICBOKEH_DEPTH_MODEL", "large")
     assert depth.choose_depth_model(None)[0] == depth.DEPTH_MODELS["large"].source

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from magicbokeh.dadepth import convert_dadepth
-from magicbokeh.depth_anything import (
+from magicbokeh.depth.convert_dadepth import convert_dadepth
+from magicbokeh.depth.depth_anything import (
     apply_upstream_position_embeddings,
     load_depth_model,
     official_input_size,

@@ -20,7 +20,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dadepth import convert_dadepth
+    from ..depth.convert_dadepth import convert_dadepth
 
     t0 = time.perf_counter()
     out = convert_dadepth(args.src, args.out_dir, config=args.config)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import MagicBokehError
+from ..errors import MagicBokehError
+from .sources import DEPTH_MODELS, choose_depth_model, is_checkpoint_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -160,22 +161,16 @@ def predict_disparity(model: Any, rgb: np.ndarray, *, input_size: int = DEFAULT_
 # ---------------------------------------------------------------------------------------------
 
 
-def is_checkpoint_file(spec: str) -> bool:
-    """True for an upstream ``.pth``/``.pt`` checkpoint (a local file, or a Hub ``REPO/FILE.pth``)."""
-    return spec == "dadepth" or Path(spec).suffix.lower() in (".pth", ".pt")
-
-
 def resolve_depth_source(spec: str) -> str:
-    """A source transformers can load: a hub id or a local transformers folder.
+    """The loadable form of a depth spec: a hub id or a local transformers folder.
 
-    Names in :data:`magicbokeh.depth.DEPTH_MODELS` (``small``, ``base``, ``large``) become their hub
-    ids; ``dadepth`` and upstream ``.pth`` files (local or ``REPO/FILE.pth`` on the Hub) are
-    converted once into the project cache (:func:`magicbokeh.dadepth.converted_folder`); a
-    transformers folder or hub id is returned unchanged.
+    The spec is resolved by :func:`~magicbokeh.depth.sources.choose_depth_model` (names such as
+    ``small`` become hub ids); ``dadepth`` and upstream ``.pth`` files (local or ``REPO/FILE.pth``
+    on the Hub) are then converted once into the project cache
+    (:func:`magicbokeh.depth.convert_dadepth.converted_folder`); a transformers folder or hub id is
+    returned unchanged.
     """
-    from .depth import DEPTH_MODELS, model_source_for
-
-    spec = model_source_for(os.fspath(spec))
+    spec = choose_depth_model(os.fspath(spec))[0]
     if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
         raise MagicBokehError(
             f"depth model {spec}: no such file or folder; pass a transformers folder (e.g. from "
@@ -183,7 +178,7 @@ def resolve_depth_source(spec: str) -> str:
             f"({', '.join(DEPTH_MODELS)})."
         )
     if is_checkpoint_file(spec):
-        from .dadepth import converted_folder
+        from .convert_dadepth import converted_folder
 
         return str(converted_folder(spec))
     return spec

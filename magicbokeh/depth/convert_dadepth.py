@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import hub
-from .errors import MagicBokehError, preview_names
+from .. import hub
+from ..errors import MagicBokehError, preview_names
+from .sources import DADEPTH_FILENAME, checkpoint_hub_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -30,9 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Where the official file lives on the Hub.
-DADEPTH_REPO = "LinxiaoShi/Magicbokeh"
-DADEPTH_FILENAME = "DAdepth.pth"
 #: Bump when the converted layout changes, so stale cache entries are not reused.
 CONVERSION_FORMAT = 1
 ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
@@ -64,7 +62,7 @@ VITL_CONFIG: dict[str, Any] = {
 }
 
 #: Preprocessing that matches the official resize rule as closely as transformers' processor can
-#: (the project itself uses :mod:`magicbokeh.depth_anything`, which reproduces it exactly).
+#: (the project itself uses :mod:`magicbokeh.depth.depth_anything`, which reproduces it exactly).
 PREPROCESSOR_CONFIG: dict[str, Any] = {
     "image_processor_type": "DPTImageProcessor",
     "do_resize": True,
@@ -278,14 +276,10 @@ def resolve_checkpoint_file(src: str) -> Path:
     path = Path(src).expanduser()
     if path.is_file():
         return path
-    if src == "dadepth":
-        repo, filename = DADEPTH_REPO, DADEPTH_FILENAME
-    else:
-        parts = src.split("/")
-        if src.startswith((".", "/", "~")) or len(parts) < 2:
-            raise MagicBokehError(f"checkpoint {src} not found; pass a .pth path, 'dadepth' or a Hub repo id.")
-        repo = "/".join(parts[:2])
-        filename = "/".join(parts[2:]) or DADEPTH_FILENAME
+    if src != "dadepth" and (src.startswith((".", "/", "~")) or len(src.split("/")) < 2):
+        raise MagicBokehError(f"checkpoint {src} not found; pass a .pth path, 'dadepth' or a Hub repo id.")
+    repo, filename = checkpoint_hub_file(src)
+    filename = filename or DADEPTH_FILENAME
     cached = hub.cached_file(repo, filename)
     if cached:
         return Path(cached)
@@ -401,7 +395,7 @@ def converted_folder(src: str | os.PathLike, *, config: str | os.PathLike | None
     The cache key is the file's identity (resolved path, size, mtime; Hub blobs are named by content)
     and the config, so a replaced file is converted again. Later calls read no pickle.
     """
-    from .diffusion.sources import fingerprint
+    from ..diffusion.sources import fingerprint
 
     pth = resolve_checkpoint_file(os.fspath(src))
     cfg_text = load_config(config).to_json_string() if config is not None else json.dumps(VITL_CONFIG, sort_keys=True)

@@ -25,7 +25,26 @@ logger = logging.getLogger(__name__)
 # We enforce our own, configurable size limit (MAGICBOKEH_MAX_MEGAPIXELS) with a clear message.
 Image.MAX_IMAGE_PIXELS = None
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif")
+HEIF_SUFFIXES = (".heic", ".heif")
+
+
+def register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF (iPhone photos) through pillow-heif; False when it is not installed.
+
+    libheif applies the HEIF rotation/mirror properties while decoding and pillow-heif then resets
+    the EXIF orientation to 1 (keeping the original in ``info["original_orientation"]``), so the
+    image arrives upright and is never rotated twice.
+    """
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_AVAILABLE = register_heif()
 
 
 @dataclass
@@ -86,6 +105,11 @@ def _from_pil(img: Image.Image, messages: list[str]) -> np.ndarray:
     img, orientation = upright_pil(img)
     if orientation != 1:
         messages.append(f"applied EXIF orientation {orientation} (clicks refer to the upright image)")
+    heif_orientation = img.info.get("original_orientation") if img.format == "HEIF" else None
+    if heif_orientation not in (None, 1):
+        messages.append(
+            f"applied HEIF orientation {heif_orientation} (clicks refer to the upright image)"
+        )
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
@@ -174,10 +198,21 @@ def _decode_bytes(data: bytes, label: str, messages: list[str]) -> np.ndarray:
         return _from_pil(img, messages)
     except MagicBokehError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
+        if not HEIF_AVAILABLE and _looks_like_heif(data):
+            raise MagicBokehError(
+                f"cannot read image {label!r}: HEIC/HEIF photos need pillow-heif "
+                "(pip install pillow-heif)."
+            ) from None
         raise MagicBokehError(
             f"cannot read image {label!r}: the file is not a supported image or is truncated ({exc})."
         ) from None
+
+
+def _looks_like_heif(data: bytes) -> bool:
+    """True for an ISO-BMFF file whose brand is a HEIF one (``ftypheic``, ``ftypmif1``...)."""
+    brands = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
+    return data[4:8] == b"ftyp" and data[8:12] in brands
 
 
 def to_rgb_float(array: np.ndarray, messages: list[str] | None = None) -> np.ndarray:

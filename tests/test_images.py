@@ -121,3 +121,51 @@ def test_colour_masks_are_read_as_luminance(tmp_path):
     assert loaded.shape == (10, 12)
     assert (loaded > 0).sum() == 18 and loaded[0, 0] == 0.0
     assert loaded[3, 4] == pytest.approx(np.asarray(Image.fromarray(mask).convert("L"))[3, 4] / 255, abs=1 / 255)
+
+
+def _heic_bytes(arr: np.ndarray, orientation: int = 1) -> bytes:
+    pytest.importorskip("pillow_heif")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    # EXIF as bytes: pillow-heif turns its orientation into the HEIF rotation property (irot).
+    Image.fromarray(arr).save(buf, format="HEIF", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+def test_heic_is_read_upright(tmp_path):
+    # Same scene as the JPEG test: stored 60x40, red block top-left, orientation 6.
+    arr = np.zeros((40, 60, 3), np.uint8)
+    arr[:10, :10] = (255, 0, 0)
+    data = _heic_bytes(arr, orientation=6)
+    assert data[4:12] == b"ftypheic"
+    path = tmp_path / "rot.HEIC"
+    path.write_bytes(data)
+    photo = load_photo(path)
+    assert photo.size == (40, 60)
+    assert photo.rgb[2:8, 32:38, 0].mean() > 0.8 and photo.rgb[2:8, 2:8, 0].mean() < 0.2
+    assert any("orientation 6" in m for m in photo.messages), photo.messages
+
+
+def test_heic_without_rotation_matches_pixels():
+    arr = np.zeros((48, 64, 3), np.uint8)
+    arr[:, 32:] = (20, 200, 90)
+    photo = load_photo(_heic_bytes(arr))
+    assert photo.size == (64, 48) and not any("orientation" in m for m in photo.messages)
+    assert np.abs(photo.rgb * 255 - arr).mean() < 4  # lossy HEVC, flat regions
+
+
+def test_heic_suffixes_are_image_suffixes():
+    from magicbokeh.images import IMAGE_SUFFIXES
+
+    assert ".heic" in IMAGE_SUFFIXES and ".heif" in IMAGE_SUFFIXES
+
+
+def test_iphone_heic_from_shared():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared/testdata/phone-depth/pug.heic"
+    if not path.is_file():
+        pytest.skip("../shared/testdata/phone-depth is not present in this checkout")
+    photo = load_photo(path)
+    assert photo.size == (4032, 3024)

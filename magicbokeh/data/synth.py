@@ -35,6 +35,7 @@ import numpy as np
 
 from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
+from ..publish import publish_bytes, publish_file
 from ..settings import K_RANGE
 from .raytrace import Layer, composite_sharp, render_thin_lens
 from .scenes import PROCEDURAL, VISIBLE_ALPHA, Scene, assemble_scene, list_backgrounds, list_foregrounds
@@ -158,25 +159,13 @@ def default_degrade(aif: np.ndarray, seed: int) -> np.ndarray:
 # Writing
 
 
-def _tmp(path: Path) -> Path:
-    # Same folder (os.replace stays atomic), a hidden name, the real extension (OpenCV needs it).
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-
-
 def _write_png(path: Path, array: np.ndarray) -> None:
     """8-bit PNG of (H, W, 3) sRGB or (H, W, 4) RGBA floats in [0, 1], written atomically."""
     out = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     out = out[..., [2, 1, 0, 3]] if out.shape[2] == 4 else out[..., ::-1]  # OpenCV wants BGR(A)
-    tmp = _tmp(path)
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(out)):
-        raise MagicBokehError(f"cannot write {str(path)!r}; check the disk space and permissions.")
-    os.replace(tmp, path)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with publish_file(path) as tmp:  # the temporary keeps the real extension (OpenCV needs it)
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(out)):
+            raise MagicBokehError(f"cannot write {str(path)!r}; check the disk space and permissions.")
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -218,7 +207,7 @@ def write_sample(out_dir: str | Path, seed: int, index: int, *, size: int = 512,
         for stale in (out / kind).glob(f".{sid}*.tmp*"):
             stale.unlink(missing_ok=True)
     _write_png(out / "aif" / f"{sid}.png", sample.aif)
-    _write_bytes(out / "disparity" / f"{sid}.npy", _npy_bytes(sample.disparity))
+    publish_bytes(out / "disparity" / f"{sid}.npy", _npy_bytes(sample.disparity))
     _write_png(out / "bokeh" / f"{sid}.png", sample.bokeh)
     _write_png(out / "lq" / f"{sid}.png", np.asarray(lq, np.float32))
     for i, layer in enumerate(sample.layers):
@@ -238,7 +227,7 @@ def write_sample(out_dir: str | Path, seed: int, index: int, *, size: int = 512,
             else {"preset": "custom", "seed": lq_seed(seed, index)}
         ),
     }
-    _write_bytes(out / "meta" / f"{sid}.json", _meta_bytes(meta))  # last: marks the sample complete
+    publish_bytes(out / "meta" / f"{sid}.json", _meta_bytes(meta))  # last: marks the sample complete
     return meta
 
 
@@ -329,7 +318,7 @@ def generate(out_dir, num: int, seed: int, *, size: int = 512, backgrounds=None,
 
     # 3. Manifest from the meta files, index order.
     rows = [_manifest_row(out, meta) for meta, _ in results]
-    _write_bytes(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+    publish_bytes(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
     return rows
 
 

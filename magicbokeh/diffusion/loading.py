@@ -27,6 +27,7 @@ from torch import nn
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ..errors import MagicBokehError, preview_names
+from ..publish import publish_folder
 from .attention import set_kernel
 from .checkpoint import (
     UNET_DECODER_ADAPTER,
@@ -313,21 +314,12 @@ def save_converted(folder: Path, unet, controlnet, vae, meta: dict[str, Any]) ->
     """Write the converted networks as safetensors + ``meta.json`` (atomic rename)."""
     from safetensors.torch import save_file
 
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    # if_exists="keep": when another process won the race its copy is identical.
+    with publish_folder(folder, if_exists="keep") as tmp:
         for name, model in (("unet", unet), ("controlnet", controlnet), ("vae", vae)):
             state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / f"{name}.safetensors"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_converted(

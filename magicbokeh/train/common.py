@@ -10,7 +10,7 @@ Checkpoint layout (one folder per saved step, inside a run's output folder)::
       metrics.jsonl            one JSON object per line
 
 A checkpoint is written into a temporary sibling folder, the marker is written last, and the folder
-is then renamed in one ``os.replace``. A folder named ``checkpoint-STEP`` without the marker (for
+is then swapped in by :func:`magicbokeh.publish.swap_in_folder`. A folder named ``checkpoint-STEP`` without the marker (for
 example copied by hand, or left by another tool) is ignored as well, so :func:`last_checkpoint`
 only ever returns a checkpoint that was completely written. The helpers are generic (no torch, no
 accelerate): every trainer of the project uses them.
@@ -21,15 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ..publish import publish_text, swap_in_folder
 
 logger = logging.getLogger(__name__)
 
@@ -104,33 +104,11 @@ def atomic_checkpoint(output_dir: str | Path, step: int, *, is_main_process: boo
     if wait is not None:
         wait()
     if is_main_process:
-        (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": int(step), "time": time.time()}) + "\n")
-        _fsync_dir(tmp)
-        if final.exists():
-            trash = output_dir / f"{final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(output_dir)
+        publish_text(tmp / COMPLETE_MARKER, json.dumps({"step": int(step), "time": time.time()}) + "\n")
+        swap_in_folder(tmp, final)  # an existing checkpoint of this step goes aside as *.old-<id>
         logger.info("saved %s", final)
     if wait is not None:
         wait()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries to disk where the OS allows it (no-op elsewhere)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temporaries(output_dir: str | Path) -> list[Path]:
@@ -172,17 +150,13 @@ class MetricsLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            self.path.write_text("")
+            publish_text(self.path, "")
         elif self.path.exists():
             kept = [rec for rec in read_metrics(self.path) if int(rec.get("step", 0)) <= resume_step]
             self._rewrite(kept)
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as fh:
-            for rec in records:
-                fh.write(_dumps(rec) + "\n")
-        os.replace(tmp, self.path)
+        publish_text(self.path, "".join(_dumps(rec) + "\n" for rec in records))
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record (must contain ``step``)."""

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..entrypoint import run_command
 from ..errors import MagicBokehError
+from ..publish import publish_folder, publish_text
 from .common import (
     MetricsLog,
     atomic_checkpoint,
@@ -159,7 +160,7 @@ def check_config(cfg: DistillConfig) -> None:
 
 def resolve_teacher(spec: str) -> str:
     """A hub id or local transformers folder for ``--teacher`` (names, folders, hub ids, ``.pth``)."""
-    from ..depth_anything import resolve_depth_source
+    from ..depth.depth_anything import resolve_depth_source
 
     return resolve_depth_source(spec)
 
@@ -184,7 +185,7 @@ def load_teacher(spec: str) -> tuple[Any, str]:
 
 
 def _install_upstream_position_embeddings(model: Any) -> None:
-    from ..depth_anything import apply_upstream_position_embeddings
+    from ..depth.depth_anything import apply_upstream_position_embeddings
 
     apply_upstream_position_embeddings(model)
 
@@ -490,22 +491,12 @@ def _copy_preprocessor(resolved: str, folder: Path) -> None:
 
 def _save_final(student: Any, resolved: str, cfg: DistillConfig, step: int) -> Path:
     final = Path(cfg.output) / "final"
-    tmp = Path(cfg.output) / "final.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    student.save_pretrained(tmp)
-    _copy_preprocessor(resolved, tmp)
-    (tmp / "distill_info.json").write_text(json.dumps(
-        {"teacher": cfg.teacher, "step": step, "degradation": cfg.degradation,
-         "degradation_scale": cfg.degradation_scale, "crop": cfg.crop}, indent=2) + "\n")
-    if final.exists():
-        old = Path(cfg.output) / "final.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    with publish_folder(final) as tmp:
+        student.save_pretrained(tmp)
+        _copy_preprocessor(resolved, tmp)
+        (tmp / "distill_info.json").write_text(json.dumps(
+            {"teacher": cfg.teacher, "step": step, "degradation": cfg.degradation,
+             "degradation_scale": cfg.degradation_scale, "crop": cfg.crop}, indent=2) + "\n")
     return final
 
 
@@ -606,7 +597,7 @@ def train(cfg: DistillConfig) -> Path:
         info = {"teacher": cfg.teacher, "teacher_resolved": resolved, "images": len(dataset),
                 "skipped_images": len(dataset.skipped), "skipped": [str(p) for p in dataset.skipped],
                 "processes": accelerator.num_processes, "config": _config_record(cfg)}
-        (out / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        publish_text(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
         logger.info("distilling %s on %d images (%d unreadable skipped), %d process(es), %d steps",
                     cfg.teacher, len(dataset), len(dataset.skipped), accelerator.num_processes, cfg.steps)
 

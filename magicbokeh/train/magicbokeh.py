@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import numpy as np
 
 from ..entrypoint import run_command
 from ..errors import MagicBokehError
+from ..publish import publish_folder, publish_text
 from .magicbokeh_config import PHASE_DATA, PHASES, TINY_BASE, Config, load_config
 
 logger = logging.getLogger("magicbokeh.train.magicbokeh")
@@ -93,15 +93,13 @@ def make_tiny_base(folder: Path, seed: int = 0) -> Path:
 
     if (folder / "scheduler" / "scheduler_config.json").is_file():
         return folder
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**TINY_UNET).save_pretrained(tmp / "unet")
-    torch.manual_seed(seed + 1)
-    AutoencoderKL(**TINY_VAE).save_pretrained(tmp / "vae")
-    (tmp / "scheduler").mkdir(parents=True)
-    (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD21_SCHEDULER, indent=1))
-    os.replace(tmp, folder)
+    with publish_folder(folder, if_exists="keep") as tmp:  # concurrent makers build identical copies
+        torch.manual_seed(seed)
+        UNet2DConditionModel(**TINY_UNET).save_pretrained(tmp / "unet")
+        torch.manual_seed(seed + 1)
+        AutoencoderKL(**TINY_VAE).save_pretrained(tmp / "vae")
+        (tmp / "scheduler").mkdir(parents=True)
+        (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD21_SCHEDULER, indent=1))
     return folder
 
 
@@ -248,7 +246,7 @@ class Trainer:
         if main:
             import yaml
 
-            (self.output / "train_config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+            publish_text(self.output / "train_config.yaml", yaml.safe_dump(c.to_dict(), sort_keys=False))
 
         # 2. network (the backend's architecture, peft adapters separate), optimizers, EMA
         torch.manual_seed(t.seed)  # adapter and ControlNet-embedding init (overwritten on resume)
@@ -514,12 +512,8 @@ class Trainer:
 
     def _export_final(self, raw, ema, step: int) -> Path:
         final = self.output / FINAL_DIR
-        tmp = self.output / (FINAL_DIR + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._write_weights(tmp, raw, ema, step, None)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with publish_folder(final) as tmp:
+            self._write_weights(tmp, raw, ema, step, None)
         logger.info("exported %s (step %d%s)", final, step, ", EMA weights" if ema is not None else "")
         return final
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import MagicBokehError
+from ..publish import publish_text
 from ..focus import defocus_map, in_focus_mask, quantise_disparity_8bit
 from .image_folder import EpochSampler, ImageFolderPairs, read_rgb_uint8, sample_rng
 
@@ -251,7 +252,7 @@ def generate_synthetic(out_dir: Path, num: int, seed: int, size: int) -> Path:
         ) from exc
     logger.info("generating %d synthetic bokeh pairs (%d px) in %s", num, size, out_dir)
     generate(out_dir, num, seed, size=size, workers=1, progress=False)
-    marker.write_text(json.dumps({"num": num, "seed": seed, "size": size}) + "\n")
+    publish_text(marker, json.dumps({"num": num, "seed": seed, "size": size}) + "\n")
     return out_dir
 
 

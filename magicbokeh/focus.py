@@ -8,6 +8,8 @@ the same blur in both backends.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .errors import MagicBokehError
@@ -134,6 +136,39 @@ def defocus_map(
 def in_focus_mask(defocus: np.ndarray) -> np.ndarray:
     """The official in-focus mask: ``defocus <= 0.1`` (bool, True = in focus)."""
     return np.asarray(defocus) <= IN_FOCUS_DEFOCUS_THRESHOLD
+
+
+class ModelCondition(NamedTuple):
+    """What the one-step model is conditioned on (see :func:`model_condition`)."""
+
+    #: (H, W) float32 unitless defocus ``|d - f| * K / 32`` (after the focal range), in [0, K / 32].
+    defocus: np.ndarray
+    #: (H, W) bool, True where ``defocus <= 0.1`` (the official in-focus mask).
+    in_focus: np.ndarray
+    #: The focus disparity the map was computed with (8-bit truncated when ``quantize``).
+    focus_disparity: float
+
+
+def model_condition(
+    disparity: np.ndarray, focus_disparity: float, k: float, *, quantize: bool = True,
+    focal_range: float = 0.0,
+) -> ModelCondition:
+    """The MagicBokeh model condition: quantise → defocus map → in-focus mask, for inference and training.
+
+    Args:
+        disparity: (H, W) float in [0, 1], 1 = nearest.
+        focus_disparity: focal-plane disparity in [0, 1].
+        k: blur strength in [0, 32].
+        quantize: truncate disparity and focus to 8 bits first, as the official demo feeds the model
+            (``floor(d * 255) / 255``); False keeps the full precision.
+        focal_range: sharp band around the focus (disparity units); 0 = official.
+    """
+    f = float(focus_disparity)
+    if quantize:
+        disparity = quantise_disparity_8bit(disparity)
+        f = float(quantise_disparity_8bit(np.array([[f]], np.float32))[0, 0])
+    defocus = defocus_map(disparity, f, k, focal_range=focal_range)
+    return ModelCondition(defocus, in_focus_mask(defocus), f)
 
 
 def signed_coc_radius_px(

@@ -10,6 +10,7 @@ from magicbokeh.focus import (
     focus_from_mask,
     focus_from_point,
     in_focus_mask,
+    model_condition,
     normalise_disparity,
     quantise_disparity_8bit,
     signed_coc_radius_px,
@@ -88,3 +89,38 @@ def test_focal_range_shrinks_defocus_and_coc():
 def test_k_outside_range_rejected(bad):
     with pytest.raises(MagicBokehError, match="K"):
         check_k(bad)
+
+
+def _official_condition(disparity: np.ndarray, focus: float, k: float):
+    """Naive re-implementation of the official inference.py steps 2, 7 and 9 (float32 throughout)."""
+    depth_u8 = (disparity.astype(np.float32) * 255).astype(np.uint8)  # np.load(...) * 255 -> uint8
+    depth = depth_u8.astype(np.float32) / np.float32(255)  # ToTensor of the L image
+    focus_q = np.float32(np.uint8(np.float32(focus) * np.float32(255))) / np.float32(255)
+    disp_k = np.abs(depth - focus_q) * np.float32(k / 32)
+    return disp_k, ~(disp_k > 0.1), float(focus_q)
+
+
+@pytest.mark.parametrize("k", [0.0, 3.0, 7.5, 32.0])
+def test_model_condition_equals_the_official_steps_bit_for_bit(k):
+    rng = np.random.default_rng(5)
+    disparity = rng.random((37, 53), dtype=np.float32)
+    disparity[0, :4] = [0.0, 1.0, 0.5, 254.9999 / 255]  # edges of the truncation
+    focus = float(disparity[10, 20])
+    defocus, in_focus, f = model_condition(disparity, focus, k)
+    ref_defocus, ref_in_focus, ref_f = _official_condition(disparity, focus, k)
+    assert defocus.dtype == np.float32 and in_focus.dtype == bool
+    assert f == ref_f
+    assert np.array_equal(defocus, ref_defocus)
+    assert np.array_equal(in_focus, ref_in_focus)
+    if k <= 3.2:  # |d - f| <= 1 <= 3.2 / K: everything is in focus
+        assert in_focus.all()
+
+
+def test_model_condition_without_quantisation_and_with_focal_range():
+    disparity = np.array([[0.0, 0.3, 0.5, 0.9]], np.float32)
+    defocus, in_focus, f = model_condition(disparity, 0.5, 16.0, quantize=False)
+    assert f == 0.5
+    assert np.allclose(defocus, [[0.25, 0.1, 0.0, 0.2]], atol=1e-7)  # |d - 0.5| * 16 / 32
+    assert in_focus.tolist() == [[False, True, True, False]]
+    wide, _, _ = model_condition(disparity, 0.5, 16.0, quantize=False, focal_range=0.4)
+    assert np.allclose(wide, [[0.15, 0.0, 0.0, 0.1]], atol=1e-7)  # band of +-0.2 stays sharp

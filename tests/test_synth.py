@@ -196,3 +196,25 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["--out", str(blocker), "--num", "1", "--size", "32", "--no-progress"]) == 2
     assert "choose a writable --out" in capsys.readouterr().err
+
+
+def test_writer_trainer_and_evaluator_agree_on_the_layout(dataset):
+    """One layout (magicbokeh.data.layout): every sample the generator wrote is found by both readers."""
+    from magicbokeh.data import layout
+    from magicbokeh.eval.bokeh import synthetic_samples
+    from magicbokeh.train.magicbokeh_data import BokehPairs
+
+    ids = [f"{i:06d}" for i in range(NUM)]
+    assert [layout.sample_id(i) for i in range(NUM)] == ids
+    assert layout.is_synthetic_layout(dataset)
+    assert BokehPairs(dataset, resolution=SIZE).ids == ids
+    samples, incomplete = synthetic_samples(dataset, "lq")
+    assert incomplete == [] and [s.name for s in samples] == ids
+    for s in samples:
+        meta = json.loads((dataset / "meta" / f"{s.name}.json").read_text())
+        assert (s.k, s.focus_disparity) == (meta["K"], meta["focus_disparity"])
+        assert Path(s.input_path) == dataset / "lq" / f"{s.name}.png"
+        assert Path(s.disparity_path) == dataset / "disparity" / f"{s.name}.npy"
+    rows = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
+    assert rows[1]["layers"] == ["layers/000001_0.png", "layers/000001_1.png", "layers/000001_2.png"]
+    assert rows[1]["meta"] == "meta/000001.json" and rows[1]["disparity"] == "disparity/000001.npy"

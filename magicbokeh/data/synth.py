@@ -8,15 +8,9 @@ Usage::
 Every sample depends only on ``(seed, index)`` (``np.random.default_rng([seed, index])``), so any
 shard regenerates alone and a rerun is byte-identical. Files are written atomically, the meta file
 last: a sample whose ``meta/ID.json`` exists is complete and is skipped on a rerun, which is how an
-interrupted generation is resumed. Layout under ``--out`` (``ID = f"{index:06d}"``)::
-
-    aif/ID.png          all-in-focus composite (8-bit sRGB)
-    disparity/ID.npy    visible disparity, float32 (H, W), 1 = near, min 0 and max 1 exactly
-    bokeh/ID.png        ray-traced thin-lens ground truth (8-bit sRGB)
-    lq/ID.png           degraded all-in-focus input, same size (magicbokeh.degradation.degrade)
-    layers/ID_L.png     complete RGBA layers, L = 0 farthest (8-bit, straight alpha)
-    meta/ID.json        seed, index, K, focus_disparity, layer_disparities, sources, ...
-    manifest.jsonl      one meta row per sample (plus file paths), index order
+interrupted generation is resumed. The folder layout (aif/, disparity/, bokeh/, lq/, layers/,
+meta/, manifest.jsonl) and the meta keys are declared in :mod:`magicbokeh.data.layout`; ``lq/`` holds
+the all-in-focus image degraded by ``magicbokeh.degradation.degrade`` (Real-ESRGAN x4, same size).
 """
 
 from __future__ import annotations
@@ -37,6 +31,8 @@ from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
 from ..publish import publish_bytes, publish_file
 from ..settings import K_RANGE
+from . import layout
+from .layout import KINDS, MANIFEST, sample_id
 from .raytrace import Layer, composite_sharp, render_thin_lens
 from .scenes import PROCEDURAL, VISIBLE_ALPHA, Scene, assemble_scene, list_backgrounds, list_foregrounds
 
@@ -45,7 +41,6 @@ logger = logging.getLogger(__name__)
 #: Smallest --size: the Real-ESRGAN x4 degradation needs 32 px sides.
 MIN_SIZE = 32
 MAX_SIZE = 4096
-KINDS = ("aif", "disparity", "bokeh", "lq", "layers", "meta")
 #: Degradation of the all-in-focus input (the paper's Real-ESRGAN x4 pipeline).
 LQ_PRESET = "realesrgan"
 LQ_SCALE = 4.0
@@ -74,10 +69,6 @@ class Sample:
     focus_disparity: float
     layer_disparities: list[Any]
     sources: list[str]
-
-
-def sample_id(index: int) -> str:
-    return f"{int(index):06d}"
 
 
 def _sources(backgrounds, foregrounds, size: int):
@@ -180,18 +171,9 @@ def _meta_bytes(meta: dict) -> bytes:
     return (json.dumps(meta, sort_keys=True, indent=1) + "\n").encode()
 
 
-def _paths(out: Path, index: int, num_layers: int) -> dict[str, str]:
-    sid = sample_id(index)
-    rows = {kind: f"{kind}/{sid}.png" for kind in ("aif", "bokeh", "lq")}
-    rows["disparity"] = f"disparity/{sid}.npy"
-    rows["layers"] = [f"layers/{sid}_{i}.png" for i in range(num_layers)]
-    rows["meta"] = f"meta/{sid}.json"
-    return rows
-
-
-def _manifest_row(out: Path, meta: dict) -> dict:
+def _manifest_row(meta: dict) -> dict:
     row = dict(meta)
-    row.update(_paths(out, meta["index"], len(meta["sources"])))
+    row.update(layout.sample_paths(meta[layout.META_INDEX], len(meta[layout.META_SOURCES])))
     return row
 
 
@@ -206,45 +188,45 @@ def write_sample(out_dir: str | Path, seed: int, index: int, *, size: int = 512,
         (out / kind).mkdir(parents=True, exist_ok=True)
         for stale in (out / kind).glob(f".{sid}*.tmp*"):
             stale.unlink(missing_ok=True)
-    _write_png(out / "aif" / f"{sid}.png", sample.aif)
-    publish_bytes(out / "disparity" / f"{sid}.npy", _npy_bytes(sample.disparity))
-    _write_png(out / "bokeh" / f"{sid}.png", sample.bokeh)
-    _write_png(out / "lq" / f"{sid}.png", np.asarray(lq, np.float32))
+    _write_png(layout.file_path(out, layout.AIF, sid), sample.aif)
+    publish_bytes(layout.file_path(out, layout.DISPARITY, sid), _npy_bytes(sample.disparity))
+    _write_png(layout.file_path(out, layout.BOKEH, sid), sample.bokeh)
+    _write_png(layout.file_path(out, layout.LQ, sid), np.asarray(lq, np.float32))
     for i, layer in enumerate(sample.layers):
-        _write_png(out / "layers" / f"{sid}_{i}.png", layer.rgba)
+        _write_png(out / layout.layer_path(sid, i), layer.rgba)
     meta = {
-        "id": sid,
-        "seed": int(seed),
-        "index": int(index),
-        "size": int(sample.aif.shape[0]),
-        "K": sample.k,
-        "focus_disparity": sample.focus_disparity,
-        "layer_disparities": sample.layer_disparities,
-        "sources": sample.sources,
-        "degradation": (
+        layout.META_ID: sid,
+        layout.META_SEED: int(seed),
+        layout.META_INDEX: int(index),
+        layout.META_SIZE: int(sample.aif.shape[0]),
+        layout.META_K: sample.k,
+        layout.META_FOCUS: sample.focus_disparity,
+        layout.META_LAYER_DISPARITIES: sample.layer_disparities,
+        layout.META_SOURCES: sample.sources,
+        layout.META_DEGRADATION: (
             {"preset": LQ_PRESET, "scale": LQ_SCALE, "seed": lq_seed(seed, index)}
             if degrade_fn is None
             else {"preset": "custom", "seed": lq_seed(seed, index)}
         ),
     }
-    publish_bytes(out / "meta" / f"{sid}.json", _meta_bytes(meta))  # last: marks the sample complete
+    publish_bytes(layout.file_path(out, layout.META, sid), _meta_bytes(meta))  # last: marks the sample complete
     return meta
 
 
 def _work(item: tuple) -> tuple[dict, bool]:
     """map_indexed worker: (meta, reused) for one index; reuses a finished sample."""
     out_dir, seed, index, size, backgrounds, foregrounds, degrade_fn = item
-    meta_path = Path(out_dir) / "meta" / f"{sample_id(index)}.json"
+    meta_path = layout.file_path(out_dir, layout.META, sample_id(index))
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             logger.warning("meta %s is unreadable; regenerating sample %d", meta_path.name, index)
         else:
-            if meta.get("seed") != seed or meta.get("size") != size:
+            if meta.get(layout.META_SEED) != seed or meta.get(layout.META_SIZE) != size:
                 raise MagicBokehError(
-                    f"{out_dir} already holds sample {index} made with seed {meta.get('seed')} and size "
-                    f"{meta.get('size')}, not seed {seed} and size {size}; use a new --out folder."
+                    f"{out_dir} already holds sample {index} made with seed {meta.get(layout.META_SEED)} and "
+                    f"size {meta.get(layout.META_SIZE)}, not seed {seed} and size {size}; use a new --out folder."
                 )
             return meta, True
     return write_sample(out_dir, seed, index, size=size, backgrounds=backgrounds, foregrounds=foregrounds,
@@ -256,7 +238,7 @@ def _prepare_out(out_dir: str | Path) -> Path:
     try:
         for kind in KINDS:
             (out / kind).mkdir(parents=True, exist_ok=True)
-        probe = out / "meta" / f".probe{os.getpid()}"
+        probe = out / layout.META / f".probe{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -317,8 +299,8 @@ def generate(out_dir, num: int, seed: int, *, size: int = 512, backgrounds=None,
     logger.info("%d new samples, %d already complete", num - reused, reused)
 
     # 3. Manifest from the meta files, index order.
-    rows = [_manifest_row(out, meta) for meta, _ in results]
-    publish_bytes(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+    rows = [_manifest_row(meta) for meta, _ in results]
+    publish_bytes(out / MANIFEST, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
     return rows
 
 

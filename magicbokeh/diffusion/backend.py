@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backends import Availability, Backend, BackendResult, ProgressCallback
 from ..errors import BackendUnavailable, MagicBokehError
-from ..focus import check_k, defocus_map, in_focus_mask, quantise_disparity_8bit
+from ..focus import check_k, model_condition
 from ..settings import FOCAL_RANGE_MAX
 from . import sources
 
@@ -165,11 +165,8 @@ class MagicBokehBackend(Backend):
         t_load = time.perf_counter() - t0
 
         # The official model sees 8-bit truncated disparity and focus (spec §1.2, §12.1).
-        if opts.quantize_disparity:
-            disparity = quantise_disparity_8bit(disparity)
-            f = float(quantise_disparity_8bit(np.array([[f]], np.float32))[0, 0])
-        defocus = defocus_map(disparity, f, k, focal_range=opts.focal_range)
-        in_focus = in_focus_mask(defocus)
+        defocus, in_focus, f = model_condition(disparity, f, k, quantize=opts.quantize_disparity,
+                                               focal_range=opts.focal_range)
         out = pipe.render(
             image,
             defocus,

@@ -2,7 +2,7 @@
 
 Layouts (files matched by stem ``ID``):
 
-* Synthetic (``magicbokeh.data.synth``): ``DIR/aif/ID.png`` (all-in-focus), ``DIR/lq/ID.png``
+* Synthetic (``magicbokeh.data.layout``, written by ``magicbokeh.data.synth``): ``DIR/aif/ID.png`` (all-in-focus), ``DIR/lq/ID.png``
   (degraded), ``DIR/disparity/ID.npy`` (float32, 1 = near; an 8/16-bit PNG also works),
   ``DIR/bokeh/ID.png`` (ground truth), ``DIR/meta/ID.json`` with ``K`` (blur strength, [0, 32]) and
   ``focus_disparity`` (in the map's units). The backend sees ``lq/`` (``--input lq``, the default:
@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..data import layout
 from ..errors import MagicBokehError
 from ..images import IMAGE_SUFFIXES
 from ..settings import K_RANGE
@@ -67,11 +68,12 @@ def _read_meta(path: Path) -> tuple[float, float]:
     except (OSError, ValueError) as exc:
         raise MagicBokehError(f"unreadable meta file {path.name}: {exc}") from None
     try:
-        k, focus = float(meta["K"]), float(meta["focus_disparity"])
+        k, focus = layout.blur_condition(meta)
     except KeyError as exc:
         raise MagicBokehError(f"meta file {path.name} has no {exc.args[0]!r} key") from None
     except (TypeError, ValueError):
-        raise MagicBokehError(f"meta file {path.name}: K and focus_disparity must be numbers") from None
+        raise MagicBokehError(
+            f"meta file {path.name}: {layout.META_K} and {layout.META_FOCUS} must be numbers") from None
     if not (math.isfinite(k) and K_RANGE[0] <= k <= K_RANGE[1]) or not math.isfinite(focus):
         raise MagicBokehError(f"meta file {path.name}: K={k:g} is outside [0, 32] or focus is not finite")
     return k, focus
@@ -79,19 +81,19 @@ def _read_meta(path: Path) -> tuple[float, float]:
 
 def synthetic_samples(root: Path, input_kind: str) -> Found:
     """Samples of the synthetic layout; ``input_kind`` is ``"lq"`` or ``"aif"``."""
-    ids = sorted(_stems(root / "bokeh", IMAGE_SUFFIXES) | _stems(root / "meta", (".json",))
+    ids = sorted(_stems(root / layout.BOKEH, IMAGE_SUFFIXES) | _stems(root / layout.META, (layout.META_SUFFIX,))
                  | _stems(root / input_kind, IMAGE_SUFFIXES))
     samples: list[Sample] = []
     incomplete: list[tuple[str, str]] = []
     for i in ids:
         inp = find_image(root / input_kind, (i,))
-        gt = find_image(root / "bokeh", (i,))
-        disparity = _find_map(root / "disparity", i)
-        meta = root / "meta" / f"{i}.json"
-        lacking = [what for what, p in ((f"{input_kind}/{i}.png", inp), (f"bokeh/{i}.png", gt),
-                                        (f"disparity/{i}.npy", disparity)) if p is None]
+        gt = find_image(root / layout.BOKEH, (i,))
+        disparity = _find_map(root / layout.DISPARITY, i)
+        meta = layout.file_path(root, layout.META, i)
+        lacking = [layout.relative_path(kind, i) for kind, p in ((input_kind, inp), (layout.BOKEH, gt),
+                                                                 (layout.DISPARITY, disparity)) if p is None]
         if not meta.is_file():
-            lacking.append(f"meta/{i}.json")
+            lacking.append(layout.relative_path(layout.META, i))
         if lacking:
             incomplete.append((i, "missing " + ", ".join(lacking)))
             continue
@@ -133,7 +135,7 @@ def collect_samples(args: argparse.Namespace) -> tuple[Found, str, list[str]]:
     root = Path(args.data).expanduser()
     if not root.is_dir():
         raise MagicBokehError(f"--data folder {str(root)!r} does not exist.")
-    if (root / "bokeh").is_dir() and (root / "meta").is_dir():
+    if layout.is_synthetic_layout(root):
         if args.K is not None:
             logger.warning("--K is ignored for the synthetic layout: each meta/ID.json gives K.")
         notes = [f"Synthetic layout: backend input {args.input}/, ground truth bokeh/, K and focus "

@@ -2,16 +2,12 @@
 
 * SR pairs: a folder of clean photos (``image_folder.ImageFolderPairs``), random crop + flip, degraded
   on the fly with ``magicbokeh.degradation.degrade`` (a fresh seed per sample).
-* Bokeh pairs: a folder in the synthetic layout::
-
-      DIR/aif/ID.png        all-in-focus photo (clean)
-      DIR/lq/ID.png         its degraded copy (the model input; or degrade aif on the fly)
-      DIR/disparity/ID.npy  float32 (H, W) disparity in [0, 1], 1 = near
-      DIR/bokeh/ID.png      the target: the clean photo rendered with lens blur
-      DIR/meta/ID.json      {"K": float, "focus_disparity": float, ...}
+* Bokeh pairs: a folder in the synthetic layout (``magicbokeh.data.layout``): the input is
+  ``lq/ID.png`` (or ``aif/ID.png`` degraded on the fly), the target ``bokeh/ID.png``, with
+  ``disparity/ID.npy`` and K and focus from ``meta/ID.json``.
 
   A random crop and flip are applied identically to input, disparity and target; the model condition
-  is ``defocus_map(d, f, K)`` and the in-focus mask ``in_focus_mask(defocus)`` (``magicbokeh.focus``).
+  (defocus map and in-focus mask) is ``magicbokeh.focus.model_condition``, as at inference.
 
 Every sample is a function of ``(seed, stream, draw)`` only: draw ``n`` of a stream is item
 ``permutation(epoch)[n % len]`` of epoch ``n // len`` with a per-sample generator. Which draws a step
@@ -31,14 +27,15 @@ import numpy as np
 
 from ..errors import MagicBokehError
 from ..publish import publish_text
-from ..focus import defocus_map, in_focus_mask, quantise_disparity_8bit
+from ..data import layout
+from ..focus import model_condition
 from .image_folder import EpochSampler, ImageFolderPairs, read_rgb_uint8, sample_rng
 
 logger = logging.getLogger(__name__)
 
 #: Stream ids mixed into the seeds, so SR and bokeh draws are independent.
 STREAM_IDS = {"sr": 101, "bokeh": 202}
-BOKEH_SUBDIRS = ("aif", "lq", "disparity", "bokeh", "meta")
+BOKEH_SUBDIRS = layout.PAIR_KINDS
 
 
 class Degrader:
@@ -77,20 +74,21 @@ class BokehPairs:
     def __init__(self, root: str | Path, *, resolution: int, bokeh_input: str = "lq",
                  degrade_fn: Callable | None = None, quantize: bool = True, seed: int = 0, train: bool = True):
         self.root = Path(root)
-        if not (self.root / "bokeh").is_dir():
+        if not (self.root / layout.BOKEH).is_dir():
             raise MagicBokehError(
-                f"bokeh folder {self.root} has no bokeh/ subfolder; expected {', '.join(BOKEH_SUBDIRS)} "
+                f"bokeh folder {self.root} has no {layout.BOKEH}/ subfolder; expected {', '.join(BOKEH_SUBDIRS)} "
                 "(generate one with magicbokeh.data.synth or set data.generate=N)."
             )
-        source = "lq" if bokeh_input == "lq" else "aif"
-        ids = sorted(p.stem for p in (self.root / "bokeh").glob("*.png"))
-        complete = [i for i in ids if (self.root / source / f"{i}.png").is_file()
-                    and (self.root / "disparity" / f"{i}.npy").is_file() and (self.root / "meta" / f"{i}.json").is_file()]
+        source = layout.LQ if bokeh_input == "lq" else layout.AIF
+        ids = sorted(p.stem for p in (self.root / layout.BOKEH).glob(f"*{layout.IMAGE_SUFFIX}"))
+        needed = (source, layout.DISPARITY, layout.META)
+        complete = [i for i in ids if all(layout.file_path(self.root, kind, i).is_file() for kind in needed)]
         if not complete:
             raise MagicBokehError(
-                f"no complete bokeh pairs in {self.root} (each ID needs bokeh/ID.png, {source}/ID.png, "
-                "disparity/ID.npy and meta/ID.json)"
-                + ("; the folder has no lq/ images: set data.bokeh_input=degrade" if source == "lq" and not (self.root / "lq").is_dir() else "")
+                f"no complete bokeh pairs in {self.root} (each ID needs "
+                f"{', '.join(layout.relative_path(kind, 'ID') for kind in (layout.BOKEH, *needed))})"
+                + ("; the folder has no lq/ images: set data.bokeh_input=degrade"
+                   if source == layout.LQ and not (self.root / layout.LQ).is_dir() else "")
                 + "."
             )
         if len(complete) < len(ids):
@@ -111,14 +109,15 @@ class BokehPairs:
         import torch
 
         sid = self.ids[index]
-        inp = read_rgb_uint8(self.root / self.source / f"{sid}.png")
-        target = read_rgb_uint8(self.root / "bokeh" / f"{sid}.png")
-        disp = np.load(self.root / "disparity" / f"{sid}.npy", allow_pickle=False).astype(np.float32)
-        meta = json.loads((self.root / "meta" / f"{sid}.json").read_text())
+        inp = read_rgb_uint8(layout.file_path(self.root, self.source, sid))
+        target = read_rgb_uint8(layout.file_path(self.root, layout.BOKEH, sid))
+        disp = np.load(layout.file_path(self.root, layout.DISPARITY, sid), allow_pickle=False).astype(np.float32)
+        meta_path = layout.file_path(self.root, layout.META, sid)
         try:
-            k, focus = float(meta["K"]), float(meta["focus_disparity"])
+            k, focus = layout.blur_condition(json.loads(meta_path.read_text()))
         except (KeyError, TypeError, ValueError):
-            raise MagicBokehError(f"{self.root / 'meta' / (sid + '.json')} needs numeric K and focus_disparity.") from None
+            raise MagicBokehError(
+                f"{meta_path} needs numeric {layout.META_K} and {layout.META_FOCUS}.") from None
         if inp.shape != target.shape or disp.shape != inp.shape[:2]:
             raise MagicBokehError(
                 f"pair {sid} in {self.root}: input {inp.shape[:2]}, target {target.shape[:2]} and disparity "
@@ -145,19 +144,16 @@ class BokehPairs:
         if flip:
             inp, target, disp = inp[:, ::-1], target[:, ::-1], disp[:, ::-1]
         inp_f = np.ascontiguousarray(inp, np.float32) / np.float32(255.0)
-        if self.source == "aif":
+        if self.source == layout.AIF:
             if self.degrade_fn is None:
                 raise MagicBokehError("data.bokeh_input=degrade needs a degradation function.")
             inp_f = np.asarray(self.degrade_fn(inp_f, rng), np.float32)
-        if self.quantize:
-            disp = quantise_disparity_8bit(disp)
-            focus = float(quantise_disparity_8bit(np.array([[focus]], np.float32))[0, 0])
-        defocus = defocus_map(np.ascontiguousarray(disp), focus, k)
+        defocus, in_focus, _ = model_condition(np.ascontiguousarray(disp), focus, k, quantize=self.quantize)
         return {
             "input": torch.from_numpy(np.ascontiguousarray(inp_f.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1), np.float32) / 255.0),
             "defocus": torch.from_numpy(np.ascontiguousarray(defocus)[None]),
-            "in_focus": torch.from_numpy(np.ascontiguousarray(in_focus_mask(defocus))),
+            "in_focus": torch.from_numpy(np.ascontiguousarray(in_focus)),
             "k": torch.tensor(k, dtype=torch.float32),
         }
 

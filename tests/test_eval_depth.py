@@ -462,3 +462,74 @@ def test_kitti_reader_split_formats_and_skips(tmp_path, capsys):
     rc = evaldepth.main(["--data", f"kitti:{root}", "--split-file", str(split), "--model", f"predictions:{preds}",
                          "--conditions", "clear", "--limit", "1", "-q"])
     assert "Images: 1 evaluated, 0 skipped." in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ real (installed) data
+
+# Middlebury 2014 "Motorcycle" calib.txt at full resolution (2964 x 1988); scikit-image ships the
+# images downscaled x4, so focal length and doffs are divided by 4 (the baseline is unchanged).
+MIDDLEBURY_MOTORCYCLE_FULL = {"f_px": 3979.911, "doffs_px": 124.343, "baseline_mm": 193.001}
+
+
+def test_real_motorcycle_is_left_view_disparity_in_pixels_turned_into_metres():
+    data = pytest.importorskip("skimage.data")
+    left, right, disp = data.stereo_motorcycle()
+    ds = open_dataset("real")
+    assert [s.name for s in ds.samples] == ["middlebury2014_motorcycle"] and not ds.skipped
+    assert (ds.info.protocol.min_depth, ds.info.protocol.max_depth, ds.info.protocol.crop) == (1e-3, 10.0, "none")
+    rgb, depth = load_sample(ds.info, ds.samples[0])
+    np.testing.assert_array_equal(rgb, left.astype(np.float32) / 255)
+
+    # The ground truth is disparity of the left view in pixels: the left pixel (r, c) is the right
+    # pixel (r, c - d). Photometric check on the real pair, against no shift and the wrong sign.
+    rows, cols = np.nonzero(np.isfinite(disp))
+    grey_l, grey_r = left.astype(np.float64).mean(2), right.astype(np.float64).mean(2)
+
+    def mismatch(shift: np.ndarray) -> float:
+        c = np.round(cols - shift).astype(int)
+        ok = (c >= 0) & (c < disp.shape[1])
+        return float(np.mean(np.abs(grey_l[rows[ok], cols[ok]] - grey_r[rows[ok], c[ok]])))
+
+    d = disp[rows, cols]
+    assert mismatch(d) < 0.4 * mismatch(np.zeros_like(d)) and mismatch(d) < 0.4 * mismatch(-d)
+
+    # Depth Z = f B / (d + doffs) at this size; unknown disparity (NaN here, inf in Middlebury's PFM) is invalid.
+    cal = MIDDLEBURY_MOTORCYCLE_FULL
+    expected = (cal["f_px"] / 4) * (cal["baseline_mm"] / 1000) / (disp.astype(np.float64) + cal["doffs_px"] / 4)
+    finite = np.isfinite(disp)
+    np.testing.assert_allclose(depth[finite], expected[finite], rtol=1e-4)
+    assert np.isnan(depth[~finite]).all() and 0.05 < (~finite).mean() < 0.1
+    assert 2.0 < depth[finite].min() < 2.2 and 4.9 < depth[finite].max() < 5.1  # metres
+    from magicbokeh.eval.depth_real import disparity_to_depth
+
+    assert np.isnan(disparity_to_depth(np.array([np.inf, -np.inf, -40.0]), 1.0, 1.0, 31.0)).all()
+
+
+def test_real_dataset_is_scored_with_the_table1_protocol(tmp_path, capsys):
+    data = pytest.importorskip("skimage.data")
+    _, _, disp = data.stereo_motorcycle()
+    name = "middlebury2014_motorcycle"
+    filled = np.nan_to_num(disp, nan=float(np.nanmin(disp)))
+    # Pixel disparity is affine in 1 / Z, so the disparity-space fit makes it exact.
+    (tmp_path / "stereo").mkdir()
+    np.save(tmp_path / "stereo" / f"{name}.npy", (0.01 * filled + 3.0).astype(np.float32))
+    # Depth itself (far = large) is not affine in disparity: the fit cannot undo it (the scene
+    # spans only 2.1-5.0 m, so it comes close, but not to zero).
+    (tmp_path / "inverted").mkdir()
+    np.save(tmp_path / "inverted" / f"{name}.npy", (1.0 / (filled + 31.086)).astype(np.float32))
+    rc = evaldepth.main(["--data", "real", "--model", f"predictions:{tmp_path / 'stereo'}",
+                         "--model", f"predictions:{tmp_path / 'inverted'}", "--conditions", "clear", "-q"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert text.splitlines()[0] == "## real" and "Images: 1 evaluated, 0 skipped." in text
+    rows = table_rows(text)
+    assert rows["stereo"] == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert rows["inverted"][0] > 0.02 and rows["inverted"][4] > 0.1  # AbsRel, RMSE (m)
+
+
+def test_real_dataset_without_its_packages_says_what_to_install(capsys, monkeypatch):
+    import magicbokeh.eval.depth_real as depth_real
+
+    monkeypatch.setattr(depth_real, "installed", lambda frame: False)
+    assert evaldepth.main(["--data", "real", "--model", "predictions:" + str(Path(__file__).parent), "-q"]) == 2
+    assert "pip install scikit-image" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Depth evaluation as in the supplement's Table 1: AbsRel and δ1 on clear and degraded inputs.
 
-``python -m magicbokeh.eval.depth --data nyu:/data/nyu --model dadepth --model small -o table.md``
+``python -m magicbokeh.eval.depth --data nyu:/data/nyu --data real --model dadepth --model small -o table.md``
 
 Every model predicts relative disparity for each frame, as given ("clear") and after a fixed-seed
 Real-ESRGAN-style degradation ("degrade", seed = ``--seed`` + the frame's position in the dataset's
@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", action="append", required=True, metavar="SPEC",
                    help="nyu:PATH (nyu_depth_v2_labeled.mat + splits.mat) | kitti:PATH (raw + "
-                   "data_depth_annotated + eigen_test_files.txt) | DIR (DIR/rgb/NAME.png|jpg + "
+                   "data_depth_annotated + eigen_test_files.txt) | real (photos with measured depth that "
+                   "installed packages ship: the Middlebury 2014 motorcycle of scikit-image) | DIR (DIR/rgb/NAME.png|jpg + "
                    "DIR/depth/NAME.npy (m) or .png (16-bit mm)); repeat for several datasets")
     p.add_argument("--model", action="append", default=[], metavar="M",
                    help="depth model: dadepth | small | base | large | a hub id | a transformers folder | a .pth | "

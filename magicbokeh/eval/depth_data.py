@@ -12,6 +12,8 @@ A data spec names one dataset:
   256, 0 = invalid) under ``PATH/data_depth_annotated/{train,val}``, ``PATH/data_depth_annotated``,
   ``PATH/{train,val}`` or ``PATH``; the split list ``PATH/eigen_test_files.txt`` (or
   ``split_file``). Names are ``DRIVE_image_0X_FRAME``.
+* ``real`` — real photos with measured depth that installed packages ship (no download, no files
+  in the repository; :mod:`magicbokeh.eval.depth_real`). A folder named ``real`` is ``./real``.
 * ``DIR`` — ``DIR/rgb/NAME.{png,jpg,jpeg}`` with ``DIR/depth/NAME.{npy,png}``: ``.npy`` in metres,
   16-bit PNG in millimetres; 0 / non-finite = invalid.
 
@@ -66,7 +68,7 @@ class Sample:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a worker needs to read a sample: kind (``nyu``, ``kitti``, ``folder``), root, protocol."""
+    """What a worker needs to read a sample: kind (``nyu``, ``kitti``, ``real``, ``folder``), root, protocol."""
 
     name: str
     kind: str
@@ -107,11 +109,13 @@ def open_dataset(
     min_depth: float | None = None,
     max_depth: float | None = None,
 ) -> Dataset:
-    """List a dataset from its spec (``nyu:PATH``, ``kitti:PATH`` or a folder); reads no pixels.
+    """List a dataset from its spec (``nyu:PATH``, ``kitti:PATH``, ``real`` or a folder); reads no pixels.
 
     ``min_depth``/``max_depth`` (metres) apply to the generic folder (defaults 1e-3 and 80); NYUv2
     and KITTI always use their standard ranges (1e-3–10 m, 1e-3–80 m).
     """
+    if spec.strip().lower() == "real":
+        return _open_real()
     kind, _, rest = spec.partition(":")
     if kind.lower() == "nyu" and rest:
         return _open_nyu(Path(rest).expanduser())
@@ -273,6 +277,28 @@ def _open_kitti(root: Path, split_file: str | None) -> Dataset:
     return ds
 
 
+# ----------------------------------------------------------------------------------------- real
+
+
+def _open_real() -> Dataset:
+    from .depth_real import REAL_FRAMES, REAL_MAX_DEPTH, REAL_MIN_DEPTH, installed
+
+    ds = Dataset(DatasetInfo("real", "real", "", DepthProtocol(REAL_MIN_DEPTH, REAL_MAX_DEPTH, "none")), [])
+    for pos, frame in enumerate(REAL_FRAMES):
+        if installed(frame):
+            ds.samples.append(Sample(pos, frame.name))
+        else:
+            logger.warning("real: %s ships with %s, which is not installed; skipped", frame.name, frame.package)
+            ds.skip(pos, frame.name, SKIP_MISSING)
+    if not ds.samples:
+        packages = sorted({f.package for f in REAL_FRAMES})
+        raise MagicBokehError(
+            "the real dataset reads photos with measured depth from installed packages, and none is "
+            f"installed: pip install {' '.join('scikit-image' if p == 'skimage' else p for p in packages)}"
+        )
+    return ds
+
+
 # --------------------------------------------------------------------------------------- folder
 
 
@@ -367,6 +393,11 @@ def load_sample(info: DatasetInfo, sample: Sample) -> tuple[np.ndarray, np.ndarr
 
     if info.kind == "nyu":
         rgb_u8, depth = _nyu_frame(info.root, sample.row)
+        rgb = to_rgb_float(rgb_u8)
+    elif info.kind == "real":
+        from .depth_real import read_real
+
+        rgb_u8, depth = read_real(sample.name)
         rgb = to_rgb_float(rgb_u8)
     else:
         rgb = read_rgb(sample.rgb)

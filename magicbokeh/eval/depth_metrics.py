@@ -1,6 +1,6 @@
 """Depth metrics for relative (affine-invariant) models: disparity alignment, crops, caps (pure NumPy).
 
-The protocol (supplement Table 1; ``docs/drafts/eval_depth.md`` writes it down in full):
+The protocol (supplement Table 1; ``docs/evaluation.md`` writes it down in full):
 
 1. valid pixels: finite ground truth with ``min_depth < gt < max_depth`` inside the dataset's crop;
 2. a least-squares scale ``s`` and shift ``t`` per image, fitted on the valid pixels, so that

@@ -248,18 +248,22 @@ def preprocess(rgb: np.ndarray) -> "torch.Tensor":
     return x.sub(mean).div(std).unsqueeze(0)
 
 
-def saliency_logits(net: "LDF", rgb: np.ndarray) -> "torch.Tensor":
-    """The fused2 logits at the photo's own size, (H, W) float32."""
+def saliency_logits(net: "LDF", rgb: np.ndarray, size: tuple[int, int] | None = None) -> "torch.Tensor":
+    """The fused2 logits, (H, W) float32, at ``size`` = (H, W) (default the photo's own size)."""
     import torch
 
-    h, w = as_uint8_rgb(rgb).shape[:2]
+    size = tuple(size) if size is not None else as_uint8_rgb(rgb).shape[:2]
     with torch.inference_mode():
-        return net.fused2(preprocess(rgb), (h, w))[0, 0]
+        return net.fused2(preprocess(rgb), size)[0, 0]
 
 
-def saliency_mask(net: "LDF", rgb: np.ndarray) -> np.ndarray:
-    """The official 8-bit salient mask, (H, W) uint8: ``round(sigmoid(fused2) * 255)``."""
+def saliency_mask(net: "LDF", rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The official 8-bit salient mask, (H, W) uint8: ``round(sigmoid(fused2) * 255)``.
+
+    ``size`` = (H, W) of the mask (default the photo's): the network's output is resized to it
+    before the sigmoid, as the official ``model(image, (H, W))``.
+    """
     import torch
 
-    prob = torch.sigmoid(saliency_logits(net, rgb)) * 255.0
+    prob = torch.sigmoid(saliency_logits(net, rgb, size)) * 255.0
     return torch.round(prob).to(torch.uint8).numpy()

@@ -164,7 +164,7 @@ def assemble(
         rank=ckpt.rank_vae, what="VAE encoder", source=f"{source} state_dict_vae",
     )  # fmt: skip
     # 3. ControlNet from the pickled weights, strictly.
-    cn_overrides = {**ckpt.controlnet_config, **_conditioning_layout(ckpt.controlnet_state_dict)}
+    cn_overrides = {**ckpt.controlnet_config, **conditioning_layout(ckpt.controlnet_state_dict)}
     cn_config = FocusControlNet.config_from_unet(unet.config, **cn_overrides)
     with torch.device("meta"):
         controlnet = FocusControlNet.from_config(cn_config)
@@ -190,7 +190,7 @@ def assemble(
     return unet, controlnet, vae, report
 
 
-def _conditioning_layout(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def conditioning_layout(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Conditioning-embedding widths read off the weights (the pickled config may be absent)."""
     prefix = "controlnet_cond_embedding."
     first = state.get(prefix + "conv_in.weight")
@@ -246,8 +246,8 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: s
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    removed = [k for k in unexpected if _is_removed_module(k)]
-    unexpected = [k for k in unexpected if not _is_removed_module(k)]
+    removed = [k for k in unexpected if is_removed_module(k)]
+    unexpected = [k for k in unexpected if not is_removed_module(k)]
     if missing or unexpected:
         parts = []
         if missing:
@@ -265,7 +265,8 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: s
     model.load_state_dict({k: state[k] for k in own}, strict=True, assign=True)
 
 
-def _is_removed_module(key: str) -> bool:
+def is_removed_module(key: str) -> bool:
+    """True for a ControlNet key of a module the official model removed (mid block, cross-attention)."""
     return key.startswith(_REMOVED_PREFIXES) or ".attn2." in key or (
         ".transformer_blocks." in key and ".norm2." in key
     )
@@ -543,8 +544,10 @@ __all__ = [
     "cache_key",
     "cache_root",
     "clear_loaded_models",
+    "conditioning_layout",
     "ddpm_scheduler",
     "finalize",
+    "is_removed_module",
     "load_magicbokeh",
     "load_weights",
 ]

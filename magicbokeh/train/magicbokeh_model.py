@@ -35,7 +35,7 @@ from ..diffusion.checkpoint import (
     read_checkpoint,
 )
 from ..diffusion.forward import OneStepConstants, restore_tiles
-from ..diffusion.loading import _conditioning_layout, alpha_prod_at_last_step
+from ..diffusion.loading import conditioning_layout, alpha_prod_at_last_step
 from ..diffusion.lora import PEFT_DEFAULT_ALPHA, official_unet_lora_targets, official_vae_lora_targets
 from ..diffusion.models import FocusControlNet, install_processors, patch_unet, set_plain_processors
 from ..diffusion.sources import BaseFiles
@@ -123,7 +123,7 @@ def build_net_from_modules(
     # 2. ControlNet initialised from the UNet (encoder copied, new layers default/zero-initialised)
     cond_channels = m.conditioning_embedding_out_channels
     if init is not None:  # the checkpoint's ControlNet fixes the widths
-        layout = _conditioning_layout(init.controlnet_state_dict).get("conditioning_embedding_out_channels")
+        layout = conditioning_layout(init.controlnet_state_dict).get("conditioning_embedding_out_channels")
         if layout is not None and cond_channels is not None and list(layout) != list(cond_channels):
             raise MagicBokehError(
                 f"model.conditioning_embedding_out_channels={cond_channels} but init_from's ControlNet "
@@ -298,7 +298,7 @@ def trained_tensors(net: MagicBokehNet, ckpt: MagicBokehCheckpoint, *, source: s
         MagicBokehError: a tensor is missing or has the wrong shape, or the ControlNet has keys this
             network lacks (other than the removed mid block / cross-attention).
     """
-    from ..diffusion.loading import _is_removed_module
+    from ..diffusion.loading import is_removed_module
 
     parts = part_parameters(net)
     wanted: list[tuple[str, dict[str, torch.Tensor], str]] = []
@@ -317,7 +317,7 @@ def trained_tensors(net: MagicBokehNet, ckpt: MagicBokehCheckpoint, *, source: s
             "it was trained with other LoRA targets, ranks or ControlNet layout."
         )
     own = set(net.controlnet.state_dict())
-    extra = [k for k in ckpt.controlnet_state_dict if k not in own and not _is_removed_module(k)]
+    extra = [k for k in ckpt.controlnet_state_dict if k not in own and not is_removed_module(k)]
     if extra:
         raise MagicBokehError(f"{source}: the ControlNet has {len(extra)} unexpected tensor(s), e.g. {extra[:3]}.")
     params = dict(net.named_parameters())

@@ -34,11 +34,12 @@ import numpy as np
 from PIL import Image
 
 from magicbokeh import zerogpu  # noqa: I001 - first magicbokeh import: imports spaces before torch
-from magicbokeh import app_support, pipeline, processing
+from magicbokeh import app_support, pipeline, processing, warmup
 from magicbokeh import sweep as sweep_core
 from magicbokeh.backends import Availability, backend_names, get_backend
 from magicbokeh.depth import DEPTH_MODEL_ENV, depth_status
 from magicbokeh.errors import MagicBokehError
+from magicbokeh.notes import is_warning
 from magicbokeh.images import colourise_disparity, content_key, save_png, to_uint8, upright_pil
 from magicbokeh.settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT, K_RANGE
 from magicbokeh.sweep import MIN_FRAMES
@@ -288,8 +289,7 @@ def status_markdown(results: Sequence[pipeline.RenderResult], table: dict | None
             if message not in notes:
                 notes.append(message)
     for message in notes:
-        warn = "approximate depth" in message or "not available" in message
-        lines.append(("⚠ " if warn else "· ") + message)
+        lines.append(("⚠ " if is_warning(message) else "· ") + message)
     return "  \n".join(lines)
 
 
@@ -357,17 +357,17 @@ def _render_backends(
     for i, backend in enumerate(backends):
         settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
         progress(i * span, desc=f"{backend}: starting")
-        results.append(zerogpu.render_request(
+        request = pipeline.RenderRequest(
             source,
             depth=depth,
             depth_is_depth=bool(disparity_is_depth),
             focus=focus,
             settings=settings,
-            progress=_progress_adapter(progress, i * span, span, backend),
             max_side=processing_size(max_side, backend),
             match_input_size=bool(match_input_size) if match_input_size is not None else True,
             k_units="input",
-        ))
+        )
+        results.append(zerogpu.render_request(request, _progress_adapter(progress, i * span, span, backend)))
     progress(1.0, desc="encoding PNG")
     return results
 
@@ -604,17 +604,16 @@ def sweep_ui(
         if not backends:
             raise MagicBokehError("select at least one backend.")
         backend = backends[0]
-        if zerogpu.zero_gpu_active() and zerogpu.needs_gpu(backend):
-            # A sweep is N renders; one ZeroGPU call per request cannot hold them within the quota.
-            raise MagicBokehError(f"sweeps with the {backend} backend need a dedicated GPU; on this "
-                                  "ZeroGPU Space, make the sweep with the classical backend.")
+        zerogpu.check_allowed("sweep", backend)
         settings = _settings(backend, k, focal_range, aperture, blades, rotation_deg, highlight_boost)
         depth = app_support.depth_spec(depth_model, _disparity_path(disparity_map))
         source = _source_photo(original, simulate_lq, lq_preset, lq_seed, progress)
+        request = pipeline.RenderRequest(source, depth=depth, depth_is_depth=bool(disparity_is_depth),
+                                         focus=_focus(focus_x, focus_y, focus_parity), settings=settings)
         result = sweep_core.render_sweep(
-            source, kind=sweep_kind, frames=sweep_frames, k_max=sweep_k_max, depth=depth,
-            depth_is_depth=bool(disparity_is_depth), focus=_focus(focus_x, focus_y, focus_parity),
-            settings=settings, progress=_progress_adapter(progress, 0.0, 0.95, f"{sweep_kind} sweep"),
+            request, kind=sweep_kind, frames=sweep_frames, k_max=sweep_k_max,
+            progress=_progress_adapter(progress, 0.0, 0.95, f"{sweep_kind} sweep"),
+            render=zerogpu.render_request,
         )
         progress(0.95, desc="writing GIF and PNG strip")
         folder = _new_output_dir()
@@ -628,7 +627,7 @@ def sweep_ui(
     lines = [f"**{result.kind.capitalize()} sweep:** {len(result.frames)} frames, {swept} · "
              f"{result.backend} · {_seconds(result.seconds)}",
              f"**Depth:** {result.depth_source}" + (" ⚠" if result.approximate_depth else "")]
-    lines += [("⚠ " if "approximate depth" in m else "· ") + m for m in result.messages]
+    lines += [("⚠ " if is_warning(m) else "· ") + m for m in result.messages]
     return str(gif), str(strip), [str(gif), str(strip)], "  \n".join(lines)
 
 
@@ -982,7 +981,7 @@ def models_markdown() -> str:
 
 if zerogpu.zero_gpu_active():
     # ZeroGPU: build the networks and move them to CUDA once, at import (not inside each call).
-    for _note in zerogpu.prepare_models(backend_options("magicbokeh"), model_sources()["depth_model"]):
+    for _note in warmup.prepare_models(backend_options("magicbokeh"), model_sources()["depth_model"]):
         logger.info(_note)
 demo = build_demo()
 
@@ -1064,7 +1063,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if _BACKENDS.get("magicbokeh", (Availability(False),))[0].ok:
         # A machine with its own GPU: load and warm up while the server starts (no-op on CPUs and
         # on ZeroGPU), so the first render is not the slow one.
-        threading.Thread(target=lambda: [logger.info(n) for n in zerogpu.warm_up_at_start(
+        threading.Thread(target=lambda: [logger.info(n) for n in warmup.warm_up_at_start(
             backend_options("magicbokeh"), model_sources()["depth_model"])], daemon=True).start()
     launch(demo, host=args.host, port=args.port, share=args.share, mcp=args.mcp)
 

@@ -7,7 +7,7 @@ numbers. Order (most important first):
 
 1. build today's model (fp16, SDPA, VAE channels-last) from full-size SD2.1 architectures with
    seeded random weights (no downloads);
-2. ``magicbokeh.zerogpu.warm_up`` over the tile-batch shapes the test photos use, then the
+2. ``magicbokeh.warmup.warm_up`` over the tile-batch shapes the test photos use, then the
    1562×1024 photo's *first* render and its steady state (goals: ≤ 0.35 s, first within 20 %);
 3. per-tile time at the default batch (8) with encode / denoise / decode stages, and the fraction
    of the GPU's dense fp16 peak (FLOPs counted with ``torch.utils.flop_counter``);
@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     from bench_diffusion_common import build_depth_model, count_flops, peak_flops
     from magicbokeh.diffusion.pipeline import MagicBokehPipeline, balanced_batch
     from magicbokeh.diffusion.tiling import tile_count
-    from magicbokeh.zerogpu import common_batch_sizes, warm_up
+    from magicbokeh.warmup import common_batch_sizes, warm_up
 
     # 1. today's model
     t0 = time.perf_counter()

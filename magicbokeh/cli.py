@@ -1,6 +1,6 @@
 """Command line: ``python -m magicbokeh render IMAGE -o OUT.png [options]``.
 
-A thin front door over :func:`magicbokeh.pipeline.render`: every option becomes a RenderSettings
+A thin front door over :func:`magicbokeh.pipeline.run`: every option becomes a RenderSettings
 field or a Focus, bad input ends with one line on stderr and a non-zero exit.
 """
 
@@ -25,6 +25,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "convert-dadepth": ("magicbokeh.commands.convert_dadepth",
                         "convert DAdepth.pth (or any upstream Depth Anything V2 .pth) to a transformers folder"),
     "sweep": ("magicbokeh.commands.sweep", "render an aperture or focus sweep (GIF, MP4, PNG strip or frames)"),
+    "mask": ("magicbokeh.commands.mask", "write a subject mask (official LDF saliency, or --point clicks)"),
 }
 
 
@@ -231,7 +232,8 @@ def _is_model_folder(folder: Path) -> bool:
 
 def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folder: bool) -> dict[str, Any]:
     from .images import save_png
-    from .pipeline import render
+    from .pipeline import run
+    from .request import RenderRequest
 
     depth: Any = depth_from_args(args)
     if in_folder and Path(depth).is_dir() and not _is_model_folder(Path(depth)):
@@ -240,11 +242,11 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
     if mask is not None and Path(mask).is_dir():
         mask = str(_by_stem(Path(mask), image.stem, "focus mask"))
     with ProgressBar(enabled=not (args.quiet or in_folder)) as progress:
-        result = render(str(image), depth=depth, depth_is_depth=args.depth_is_depth,
-                        focus=focus_from_args(args, mask=mask), settings=settings_from_args(args, args.k),
-                        progress=progress if args.backend != "classical" else None,
-                        depth_input_size=args.depth_input_size, max_side=args.max_side,
-                        match_input_size=args.output_size == "input")
+        request = RenderRequest(str(image), depth=depth, depth_is_depth=args.depth_is_depth,
+                                focus=focus_from_args(args, mask=mask), settings=settings_from_args(args, args.k),
+                                depth_input_size=args.depth_input_size, max_side=args.max_side,
+                                match_input_size=args.output_size == "input")
+        result = run(request, progress if args.backend != "classical" else None)
     save_png(output, result.image)
     info = result.info()
     info["input"] = str(image)

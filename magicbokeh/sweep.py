@@ -6,7 +6,8 @@ disparity in the photo's map (its maximum, 1 for a normalised map) to the farthe
 0) — the supplement's §4.1 and §4.2 figures as an animation. Every frame is a normal
 :func:`magicbokeh.pipeline.render` call on the same decoded photo, so the disparity is estimated
 once (the core caches it per photo and depth source) and the diffusion backend reuses its cached
-latents.
+latents. Each frame is one :class:`~magicbokeh.request.RenderRequest`, rendered by the same road as a
+single render (:func:`magicbokeh.pipeline.run`, or the app's GPU router).
 
 Outputs (:func:`save_sweep`, chosen by the output path):
 
@@ -34,6 +35,8 @@ import numpy as np
 from .errors import MagicBokehError
 from .focus import check_k
 from .images import to_uint8
+from .notes import warning
+from .request import RenderRequest
 
 logger = logging.getLogger(__name__)
 
@@ -149,91 +152,81 @@ def sweep_values(kind: str, frames: int, *, k_max: float = 32.0,
 
 
 def render_sweep(
-    image: Any,
+    request: RenderRequest,
     *,
     kind: str = "aperture",
     frames: int = 8,
     k_max: float = 32.0,
-    depth: Any = "auto",
-    depth_is_depth: bool = False,
-    focus: Any = None,
-    settings: Any = None,
     progress: ProgressCallback | None = None,
-    depth_input_size: int | None = None,
+    render: Callable[[RenderRequest, ProgressCallback | None], Any] | None = None,
 ) -> SweepResult:
-    """Render a sweep of one photo.
+    """Render a sweep of one photo: one :class:`~magicbokeh.request.RenderRequest` per frame.
 
     Args:
-        image: the photo (path, bytes, PIL image, array or :class:`~magicbokeh.images.Photo`).
-        kind: "aperture" (K from 0 to ``k_max`` at the fixed ``focus``) or "focus" (focal plane
-            from the nearest to the farthest disparity at the fixed ``settings.k``).
+        request: the photo, depth source, focus and settings, as for a single render. An aperture
+            sweep keeps ``request.focus`` (default automatic); a focus sweep moves the focus itself,
+            so a focus given there is ignored (with a note), and ``settings.k`` is its K.
+        kind: "aperture" (K from 0 to ``k_max`` at the fixed focus) or "focus" (focal plane from
+            the nearest to the farthest disparity at the fixed ``settings.k``).
         frames: frame count in [2, 120].
         k_max: largest K of an aperture sweep, in (0, 32].
-        depth, depth_is_depth: the depth source, as for :func:`magicbokeh.pipeline.render`.
-        focus: a :class:`~magicbokeh.pipeline.Focus` (aperture sweep; default automatic). A focus
-            sweep moves the focus itself, so a focus given there is ignored (with a note).
-        settings: :class:`~magicbokeh.pipeline.RenderSettings`; ``k`` is the focus sweep's K.
         progress: optional ``progress(fraction, stage)`` callback.
-        depth_input_size: the depth network's shorter-side input in pixels (None: the core's
-            default, the official 518).
+        render: renders one frame's request (default :func:`magicbokeh.pipeline.run`; the app passes
+            :func:`magicbokeh.zerogpu.render_request`, the same road as its single renders).
 
     Raises:
         MagicBokehError: bad input (frame count, K, kind, photo, depth) or an unavailable backend.
     """
-    from .backends import get_backend
     from .images import load_photo
-    from .pipeline import Focus, RenderSettings, render, resolve_disparity
+    from .pipeline import check_backend, resolve_disparity, run
+    from .request import Focus, RenderSettings
 
+    render = render or run
     t_start = time.perf_counter()
     if kind not in SWEEP_KINDS:
         raise MagicBokehError(f"unknown sweep kind {kind!r}; choose {' or '.join(SWEEP_KINDS)}.")
     n = check_frames(frames)
-    settings = (settings or RenderSettings()).checked()
-    focus = focus or Focus.auto()
-    photo = load_photo(image)
+    settings = (request.settings or RenderSettings()).checked()
+    focus = request.focus or Focus.auto()
+    photo = load_photo(request.image)
     w, h = photo.size
     if n * w * h * 3 > MAX_SWEEP_BYTES:
         raise MagicBokehError(
             f"{n} frames of {w}x{h} need {n * w * h * 3 / 1e9:.1f} GB of memory (limit "
             f"{MAX_SWEEP_BYTES / 1e9:.1f} GB); use fewer frames or a smaller photo."
         )
-    available = get_backend(settings.backend).availability(settings.backend_call_options())
-    if not available.ok:
-        raise MagicBokehError(f"backend {settings.backend!r} cannot run here: {available.reason}")
+    check_backend(settings)  # before any depth is estimated
 
-    depth_kwargs: dict[str, Any] = {}
-    if depth_input_size is not None:
-        depth_kwargs["depth_input_size"] = int(depth_input_size)
+    base = replace(request, image=photo, settings=settings, focus=focus)
     messages: list[str] = []
     if kind == "aperture":
         values = sweep_values(kind, n, k_max=k_max)
-        plans = [(replace(settings, k=v), focus) for v in values]
+        plans = [replace(base, settings=replace(settings, k=v)) for v in values]
     else:
         if focus.kind != "auto":
             messages.append(f"a focus sweep moves the focus itself; the given focus ({focus.describe()}) "
                             "is not used.")
         # The same call render() makes for a disparity focus, so the frames hit this cache entry.
-        depth_result = resolve_disparity(photo, depth, depth_is_depth=depth_is_depth, progress=progress,
-                                         **depth_kwargs)
+        depth_result = resolve_disparity(photo, request.depth, depth_is_depth=request.depth_is_depth,
+                                         progress=progress, depth_input_size=request.depth_input_size)
         d = depth_result.disparity
         values = sweep_values(kind, n, disparity_range=(float(d.min()), float(d.max())))
-        plans = [(settings, Focus.disparity(v)) for v in values]
+        plans = [replace(base, focus=Focus.disparity(v)) for v in values]
 
     out_frames: list[np.ndarray] = []
     ks: list[float] = []
     focuses: list[float] = []
     first = None
-    for i, (frame_settings, frame_focus) in enumerate(plans):
+    for i, frame in enumerate(plans):
         label = f"frame {i + 1}/{n}"
         if progress:
             progress(i / n, label)
         frame_progress = (_frame_progress(progress, i, n, label)
-                          if progress is not None and frame_settings.backend != "classical" else None)
-        result = render(photo, depth=depth, depth_is_depth=depth_is_depth, focus=frame_focus,
-                        settings=frame_settings, progress=frame_progress, **depth_kwargs)
+                          if progress is not None and frame.settings.backend != "classical" else None)
+        result = render(frame, frame_progress)
         first = first or result
         out_frames.append(to_uint8(result.image))
-        ks.append(float(frame_settings.k))
+        ks.append(float(frame.settings.k))
         focuses.append(float(result.focus_disparity))
         for message in result.messages:
             if message not in messages:
@@ -242,9 +235,9 @@ def render_sweep(
         progress(1.0, "sweep rendered")
     assert first is not None
     if first.approximate_depth:
-        note = ("this sweep uses approximate depth (no depth model or map), so the blur follows a "
-                "rough stand-in for the scene; supply a disparity map for a faithful sweep.")
-        messages.append(note)
+        messages.append(warning(
+            "this sweep uses approximate depth (no depth model or map), so the blur follows a "
+            "rough stand-in for the scene; supply a disparity map for a faithful sweep."))
     return SweepResult(
         kind=kind,
         values=values,

@@ -19,10 +19,10 @@ package, an optional extra). The rules this module follows, read from ``spaces``
   "ZeroGPU ..."; :func:`render_request` turns them into :class:`GpuUnavailable` (a
   ``MagicBokehError``) whose message suggests the classical backend, or renders with the
   classical backend when asked to (``fallback_to_classical``).
-* Models are built and moved to CUDA at start-up (:func:`prepare_models`), not inside each call.
-  Anything that launches a CUDA kernel (a warm-up, the xformers self-test) must run inside a
-  GPU call on ZeroGPU, so attention is pinned to SDPA there and :func:`warm_up` only runs where a
-  GPU is attached permanently.
+* Models are built and moved to CUDA at start-up (:mod:`magicbokeh.warmup`), not inside each
+  call. Anything that launches a CUDA kernel (a warm-up, the xformers self-test) must run inside
+  a GPU call on ZeroGPU, so attention is pinned to SDPA here (:data:`ZEROGPU_BACKEND_OPTIONS`).
+* What ZeroGPU refuses is data (:data:`REFUSED_ON_ZEROGPU`), checked by :func:`check_allowed`.
 
 The classical backend never requests a GPU; on ZeroGPU its depth model runs on the CPU.
 """
@@ -40,10 +40,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 from .errors import MagicBokehError
-from .processing import KUnits, default_max_side, plan
+from .notes import warning
+from .processing import default_max_side, plan
+from .request import RenderRequest, RenderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -151,23 +153,13 @@ class GpuJob:
     """Everything one GPU request needs, picklable (it crosses into the ZeroGPU worker).
 
     Attributes:
-        photo: the decoded photo (``magicbokeh.images.Photo``).
-        depth, depth_is_depth, focus, settings, depth_input_size, max_side, match_input_size,
-        k_units: the arguments of :func:`magicbokeh.pipeline.render`.
+        request: the render request, its photo already decoded (``magicbokeh.images.Photo``).
         progress: ``progress(fraction, stage)`` or None (dropped on ZeroGPU when not picklable).
         depth_cached, latents_cached: whether this process recently rendered the same photo at the
             same processing size (shortens the requested duration).
     """
 
-    photo: Any
-    depth: Any = "auto"
-    depth_is_depth: bool = False
-    focus: Any = None
-    settings: Any = None
-    depth_input_size: int = 518
-    max_side: int | None = None
-    match_input_size: bool = True
-    k_units: KUnits = "processed"
+    request: RenderRequest
     progress: Callable[[float, str], None] | None = None
     depth_cached: bool = False
     latents_cached: bool = False
@@ -175,7 +167,7 @@ class GpuJob:
     @property
     def processed_size(self) -> tuple[int, int]:
         """(width, height) the diffusion model will see."""
-        return plan(*self.photo.size, self.max_side).processed_size
+        return plan(*self.request.image.size, self.request.max_side).processed_size
 
     @property
     def tiles(self) -> int:
@@ -204,7 +196,7 @@ def gpu_duration(job: GpuJob) -> int:
     Rounded up to whole seconds.
     """
     per_tile = gpu_tile_seconds() * (CACHED_TILE_FRACTION if job.latents_cached else 1.0)
-    depth = 0.0 if job.depth_cached or not _uses_depth_model(job.depth) else DEPTH_SECONDS
+    depth = 0.0 if job.depth_cached or not _uses_depth_model(job.request.depth) else DEPTH_SECONDS
     return int(math.ceil(GPU_CALL_MARGIN_SECONDS + depth + job.tiles * per_tile))
 
 
@@ -214,16 +206,11 @@ def _uses_depth_model(depth: Any) -> bool:
 
 def _run_job(job: GpuJob) -> _Outcome:
     """The body of the GPU call: depth and diffusion for one request (runs in the ZeroGPU worker)."""
-    from .pipeline import render
+    from .pipeline import run
 
     t0 = time.perf_counter()
     try:
-        result = render(
-            job.photo, depth=job.depth, depth_is_depth=job.depth_is_depth, focus=job.focus,
-            settings=job.settings, progress=job.progress, depth_input_size=job.depth_input_size,
-            max_side=job.max_side, match_input_size=job.match_input_size, k_units=job.k_units,
-            depth_device=_depth_device_for_gpu(),
-        )
+        result = run(replace(job.request, depth_device=_depth_device_for_gpu()), job.progress)
     except BaseException as exc:  # noqa: BLE001 - handed back as a value, raised by the caller
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -288,8 +275,8 @@ _RECENT_LOCK = threading.Lock()
 
 
 def _recent_key(photo_key: str, job: GpuJob) -> tuple:
-    opts = dict(getattr(job.settings, "backend_options", {}) or {})
-    return (photo_key, job.processed_size, opts.get("seed", 42), str(job.depth))
+    opts = dict(getattr(job.request.settings, "backend_options", {}) or {})
+    return (photo_key, job.processed_size, opts.get("seed", 42), str(job.request.depth))
 
 
 def _remember(key: tuple) -> None:
@@ -334,28 +321,36 @@ def backend_options_for(settings: Any) -> Any:
     return replace(settings, backend_options=merged)
 
 
+#: What ZeroGPU refuses: (kind of request, backend needs a GPU) -> why, and what works instead.
+REFUSED_ON_ZEROGPU: dict[tuple[str, bool], str] = {
+    # A sweep is N renders; one ZeroGPU call per request cannot hold them within the quota.
+    ("sweep", True): "sweeps with the {backend} backend need a dedicated GPU; on this ZeroGPU Space, "
+                     "make the sweep with the classical backend.",
+}
+
+
+def check_allowed(kind: str, backend: str) -> None:
+    """Raise MagicBokehError when this machine refuses a ``kind`` ("render", "sweep") request."""
+    if not zero_gpu_active():
+        return
+    reason = REFUSED_ON_ZEROGPU.get((kind, needs_gpu(backend)))
+    if reason:
+        raise MagicBokehError(reason.format(backend=backend))
+
+
 def render_request(
-    image: Any,
-    *,
-    depth: Any = "auto",
-    depth_is_depth: bool = False,
-    focus: Any = None,
-    settings: Any = None,
+    request: RenderRequest,
     progress: Callable[[float, str], None] | None = None,
-    depth_input_size: int = 518,
-    max_side: int | None = None,
-    match_input_size: bool = True,
-    k_units: KUnits = "processed",
+    *,
     fallback_to_classical: bool = False,
 ):
     """Render one request, with at most one GPU call (see the module notes).
 
-    Same arguments as :func:`magicbokeh.pipeline.render`, plus ``fallback_to_classical``: when the
-    GPU call fails (quota, no GPU), render with the classical backend and say so in the messages
-    instead of raising :class:`GpuUnavailable`.
+    ``fallback_to_classical``: when the GPU call fails (quota, no GPU), render with the classical
+    backend and say so in the messages instead of raising :class:`GpuUnavailable`.
 
-    * classical backend: :func:`~magicbokeh.pipeline.render` directly, never a GPU call (on
-      ZeroGPU its depth model runs on the CPU);
+    * classical backend: :func:`magicbokeh.pipeline.run` directly, never a GPU call (on ZeroGPU
+      its depth model runs on the CPU);
     * GPU backends: the photo is decoded here (a corrupt upload fails before any GPU is asked
       for), the duration is computed by :func:`gpu_duration`, checked against
       :func:`gpu_budget_seconds` (:class:`GpuBudgetExceeded` when too long) and exactly one call of
@@ -368,24 +363,23 @@ def render_request(
         MagicBokehError: bad input (unchanged), GpuBudgetExceeded, GpuUnavailable.
     """
     from .images import load_photo
-    from .pipeline import RenderSettings, render
+    from .pipeline import run
 
-    settings = settings or RenderSettings()
-    kwargs = dict(depth=depth, depth_is_depth=depth_is_depth, focus=focus, depth_input_size=depth_input_size,
-                  max_side=max_side, match_input_size=match_input_size, k_units=k_units)
+    settings = request.settings or RenderSettings()
+    request = replace(request, settings=settings)
     if not needs_gpu(settings.backend):
-        return render(image, settings=settings, progress=progress,
-                      depth_device="cpu" if zero_gpu_active() else None, **kwargs)
+        return run(replace(request, depth_device="cpu" if zero_gpu_active() else None), progress)
 
-    photo = load_photo(image)
-    settings = backend_options_for(settings.checked())
+    original = request
+    photo = load_photo(request.image)
+    request = replace(request, image=photo, settings=backend_options_for(settings.checked()))
     if zero_gpu_active() and progress is not None:
         try:
             pickle.dumps(progress)
         except Exception:  # noqa: BLE001 - a closure cannot cross into the worker
             logger.debug("progress callback dropped: not picklable")
             progress = None
-    job = GpuJob(photo=photo, settings=settings, progress=progress, **kwargs)
+    job = GpuJob(request=request, progress=progress)
     recent = _recent_key(photo.key, job)
     job.latents_cached = job.depth_cached = _seen(recent)
     seconds = gpu_duration(job)
@@ -406,10 +400,10 @@ def render_request(
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not is_gpu_failure(exc):
             raise
-        return _gpu_failed(exc, image, settings, progress, kwargs, fallback_to_classical)
+        return _gpu_failed(exc, original, request.settings, progress, fallback_to_classical)
     if outcome.error is not None:
         if is_gpu_failure(outcome.error):
-            return _gpu_failed(outcome.error, image, settings, progress, kwargs, fallback_to_classical)
+            return _gpu_failed(outcome.error, original, request.settings, progress, fallback_to_classical)
         raise outcome.error
     _remember(recent)
     result = outcome.result
@@ -424,216 +418,18 @@ def render_request(
     return result
 
 
-def _gpu_failed(exc: BaseException, image: Any, settings: Any, progress: Any, kwargs: dict,
-                fallback: bool):
+def _gpu_failed(exc: BaseException, request: RenderRequest, settings: Any, progress: Any, fallback: bool):
     message = gpu_failure_message(exc)
     if not fallback:
         raise GpuUnavailable(message) from None
-    from .pipeline import render
+    from .pipeline import run
 
     classical = replace(settings, backend=GpuUnavailable.suggest_backend, backend_options={})
-    result = render(image, settings=classical, progress=progress,
-                    depth_device="cpu" if zero_gpu_active() else None, **kwargs)
-    result.messages.insert(0, message.split(" The classical backend")[0] + " Rendered with the classical backend instead.")
+    result = run(replace(request, settings=classical, depth_device="cpu" if zero_gpu_active() else None),
+                 progress)
+    result.messages.insert(0, warning(message.split(" The classical backend")[0]
+                                      + " Rendered with the classical backend instead."))
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Status, start-up, warm-up
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Where and how long a render should take.
-
-    Attributes:
-        device: "ZeroGPU", "CUDA (<name>)", "CPU (no GPU)" or "CPU" (classical).
-        seconds: estimated time to result (s), GPU queueing excluded.
-        tiles: 512 px tiles (0 for the classical backend).
-        processed_size: (width, height) processed.
-        gpu_seconds_requested: the ZeroGPU duration asked for (0 off ZeroGPU / classical).
-    """
-
-    device: str
-    seconds: float
-    tiles: int
-    processed_size: tuple[int, int]
-    gpu_seconds_requested: int = 0
-
-    def sentence(self) -> str:
-        w, h = self.processed_size
-        if self.tiles == 0:
-            return f"{self.device}, ~{_fmt(self.seconds)} at {w}x{h}"
-        extra = f", requests {self.gpu_seconds_requested} s of ZeroGPU time" if self.gpu_seconds_requested else ""
-        return f"{self.device}, {self.tiles} tiles at {w}x{h}, ~{_fmt(self.seconds)}{extra}"
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-#: Classical renderer cost on the 2-core development CPU (bench/results_classical.md): ~0.6 s/MP.
-CLASSICAL_SECONDS_PER_MP = 0.6
-
-
-def estimate(width: int, height: int, backend: str, max_side: int | None = None) -> Estimate:
-    """Time-to-result estimate for the status line and the backend menu (imports no torch on CPU-only
-    machines beyond what is already loaded)."""
-    p = plan(width, height, max_side)
-    w, h = p.processed_size
-    if not needs_gpu(backend):
-        return Estimate("CPU", CLASSICAL_SECONDS_PER_MP * w * h / 1e6, 0, (w, h))
-    from .diffusion.tiling import tile_count
-
-    tiles = tile_count(h, w)
-    if zero_gpu_active():
-        job = GpuJob(photo=_Size(w, h), max_side=None)
-        requested = gpu_duration(job)
-        return Estimate("ZeroGPU", requested - GPU_CALL_MARGIN_SECONDS / 2, tiles, (w, h), requested)
-    from .diffusion.backend import estimate_seconds
-
-    device = _device_label()
-    seconds = estimate_seconds(h, w, device="cuda" if device.startswith("CUDA") else "cpu")
-    return Estimate(device, seconds, tiles, (w, h))
-
-
-@dataclass(frozen=True)
-class _Size:
-    width: int
-    height: int
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.width, self.height
-
-
-def prepare_models(options: Mapping[str, Any] | None = None, depth_source: str | None = None) -> list[str]:
-    """Start-up, the ZeroGPU way: build the diffusion networks and the depth model on CUDA once.
-
-    Only when a CUDA device is reported (a real GPU, or ZeroGPU's patched torch); otherwise a
-    no-op, so the app starts as fast as today on CPUs. Returns notes for the console. Loading
-    failures (no weights offline) are notes, not errors: the backend menu says what is missing.
-    """
-    notes: list[str] = []
-    try:
-        import torch
-    except ImportError:
-        return ["torch is not installed: nothing to prepare."]
-    if not torch.cuda.is_available():
-        return notes
-    from .backends import get_backend
-    from .depth import choose_depth_model, get_estimator
-
-    opts = {**dict(options or {}), **(ZEROGPU_BACKEND_OPTIONS if zero_gpu_active() else {})}
-    backend = get_backend("magicbokeh")
-    status = backend.availability(opts)
-    if status.ok:
-        t0 = time.perf_counter()
-        try:
-            backend.pipeline(opts)  # type: ignore[attr-defined]
-            notes.append(f"MagicBokeh networks on CUDA in {time.perf_counter() - t0:.1f} s")
-        except MagicBokehError as exc:
-            notes.append(f"MagicBokeh not loaded: {exc}")
-    else:
-        notes.append(f"MagicBokeh not loaded: {status.reason}")
-    source, _ = choose_depth_model(depth_source)
-    est = get_estimator(source, device="cuda" if zero_gpu_active() else None)
-    if est.unavailable_reason() is None:
-        try:
-            est.model  # noqa: B018 - loads and moves to CUDA
-            notes.append(f"depth model {est.label} on {est.device}")
-        except MagicBokehError as exc:
-            notes.append(f"depth model not loaded: {exc}")
-    return notes
-
-
-def common_batch_sizes(max_side: int = 1600, max_batch: int = 8) -> list[int]:
-    """Tile-batch shapes a render at processing size ``max_side`` runs (the pipeline balances
-    passes: 18 tiles at most 8 per pass run as 6 + 6 + 6, 15 as 8 + 7). Aspect ratios 1:1, 4:3,
-    3:2, 16:9 in both orientations, at the cap and at 3/4 of it."""
-    from .diffusion.tiling import tile_count
-
-    sizes: set[int] = set()
-    for long_side in (max_side, max(512, int(max_side * 0.75))):
-        for a, b in ((1, 1), (4, 3), (3, 2), (16, 9)):
-            for w, h in ((long_side, round(long_side * b / a)), (round(long_side * b / a), long_side)):
-                n = tile_count(max(h, 1), max(w, 1))
-                passes = math.ceil(n / max_batch)
-                batch = math.ceil(n / passes)
-                sizes.add(batch)
-                tail = n - batch * (passes - 1)
-                if tail > 0:
-                    sizes.add(tail)
-    return sorted(sizes)
-
-
-def warm_up(model: Any, batch_sizes: Sequence[int], *, repeats: int = 1) -> dict[int, float]:
-    """Run dummy tiles through the diffusion pipeline so the first real render pays no kernel
-    selection (cuDNN autotuning per tile-batch shape, allocator growth, lazy CUDA init).
-
-    Args:
-        model: a loaded ``MagicBokehModel``, or a ``MagicBokehPipeline`` (its model is used).
-        batch_sizes: tile batches to prepare, e.g. :func:`common_batch_sizes`.
-        repeats: passes per batch size.
-
-    Returns:
-        seconds of the last pass per batch size. A fresh pipeline is used, so no latents are cached.
-        On ZeroGPU call it inside a GPU function (it launches CUDA kernels).
-    """
-    import numpy as np
-
-    from .diffusion.pipeline import MagicBokehPipeline
-
-    model = getattr(model, "model", model)
-    pipe = MagicBokehPipeline(model, latent_cache_images=0)
-    tile = int(model.tile_size)
-    out: dict[int, float] = {}
-    rng = np.random.default_rng(0)
-    for batch in sorted({int(b) for b in batch_sizes if int(b) >= 1}):
-        width = tile + (tile // 2) * (batch - 1)  # a 1 x batch strip: exactly `batch` tiles, one pass
-        img = rng.random((tile, width, 3), dtype=np.float32)
-        defocus = np.tile(np.linspace(0, 1, width, dtype=np.float32), (tile, 1))
-        for _ in range(max(1, repeats)):
-            t0 = time.perf_counter()
-            res = pipe.render(img, defocus, defocus <= 0.1, seed=0, tile_batch=batch)
-            out[batch] = time.perf_counter() - t0
-        if res.stats["batch"] != batch:  # pragma: no cover - a lowered OOM cap
-            logger.warning("warm-up for %d tiles per pass ran %d per pass", batch, res.stats["batch"])
-    return out
-
-
-def warm_up_at_start(options: Mapping[str, Any] | None = None, depth_source: str | None = None,
-                     *, max_side: int | None = None) -> list[str]:
-    """On a machine with its own CUDA GPU: load the networks and warm up the common tile batches.
-
-    The first visitor then pays neither loading nor cuDNN's per-shape kernel selection (3.2 s vs
-    0.59 s steady state measured on an H200 before warm-up). A no-op without CUDA and on ZeroGPU
-    (kernels may only run inside a GPU call there). Returns notes for the console.
-    """
-    if zero_gpu_active():
-        return []
-    try:
-        import torch
-    except ImportError:
-        return []
-    if not torch.cuda.is_available():
-        return []
-    notes = prepare_models(options, depth_source)
-    from .backends import get_backend
-    from .processing import default_max_side
-
-    backend = get_backend("magicbokeh")
-    if not backend.availability(dict(options or {})).ok:
-        return notes
-    try:
-        pipe = backend.pipeline(dict(options or {}))  # type: ignore[attr-defined]
-        sizes = common_batch_sizes(max_side or default_max_side("magicbokeh") or 1600)
-        seconds = warm_up(pipe, sizes)
-        notes.append("warmed up tile batches " + ", ".join(f"{b} ({t:.1f} s)" for b, t in seconds.items()))
-    except MagicBokehError as exc:
-        notes.append(f"warm-up skipped: {exc}")
-    return notes
 
 
 # Import spaces now, before anything imports torch (its rule); a no-op when it is not installed.
@@ -642,23 +438,20 @@ spaces_module()
 __all__ = [
     "GPU_BACKENDS",
     "GPU_SLOT",
-    "Estimate",
+    "REFUSED_ON_ZEROGPU",
+    "ZEROGPU_BACKEND_OPTIONS",
     "GpuBudgetExceeded",
     "GpuJob",
     "GpuUnavailable",
     "backend_options_for",
-    "common_batch_sizes",
-    "estimate",
+    "check_allowed",
     "gpu_budget_seconds",
     "gpu_duration",
     "gpu_failure_message",
     "gpu_task",
     "is_gpu_failure",
     "needs_gpu",
-    "prepare_models",
     "render_request",
     "spaces_module",
-    "warm_up",
-    "warm_up_at_start",
     "zero_gpu_active",
 ]

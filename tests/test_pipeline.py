@@ -6,6 +6,7 @@ import pytest
 from conftest import textured
 from magicbokeh import depth as depth_mod
 from magicbokeh.depth import DEPTH_CACHE
+from magicbokeh.notes import is_warning
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.pipeline import Focus, RenderSettings, render
 
@@ -123,4 +124,5 @@ def test_approximate_depth_notes_belong_to_each_call(monkeypatch):
     assert np.array_equal(asked.disparity, fallback.disparity)
     assert asked.messages == ()
     assert fallback.messages == ("no model here. Using approximate depth.",)
+    assert is_warning(fallback.messages[0])  # carried as a warning: no caller classifies the text
     assert resolve_disparity(photo, "approximate").messages == ()

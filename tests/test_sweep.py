@@ -14,7 +14,8 @@ from magicbokeh import sweep as sweep_mod
 from magicbokeh.cli import main
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.images import save_png
-from magicbokeh.pipeline import Focus, RenderSettings, render
+from magicbokeh.notes import is_warning
+from magicbokeh.pipeline import Focus, RenderRequest, RenderSettings, render
 
 SIZE = 96
 BANDS = 4  # horizontal bands of constant disparity, top = nearest
@@ -63,8 +64,8 @@ def _cli(*args: str) -> int:
 
 def test_aperture_sweep_blurs_the_background_more_with_every_frame(scene):
     photo, disparity = scene
-    result = sweep_mod.render_sweep(str(photo), kind="aperture", frames=6, k_max=24, depth=str(disparity),
-                                    focus=Focus.point(48, 10))  # the nearest band
+    request = RenderRequest(str(photo), depth=str(disparity), focus=Focus.point(48, 10))  # the nearest band
+    result = sweep_mod.render_sweep(request, kind="aperture", frames=6, k_max=24)
     assert len(result.frames) == 6
     assert all(f.shape == (SIZE, SIZE, 3) and f.dtype == np.uint8 for f in result.frames)
     assert result.values == pytest.approx([0, 4.8, 9.6, 14.4, 19.2, 24])
@@ -85,8 +86,8 @@ def test_aperture_sweep_blurs_the_background_more_with_every_frame(scene):
 
 def test_focus_sweep_moves_the_sharpest_band_from_near_to_far(scene):
     photo, disparity = scene
-    result = sweep_mod.render_sweep(str(photo), kind="focus", frames=BANDS, depth=str(disparity),
-                                    settings=RenderSettings(k=20))
+    request = RenderRequest(str(photo), depth=str(disparity), settings=RenderSettings(k=20))
+    result = sweep_mod.render_sweep(request, kind="focus", frames=BANDS)
     assert result.values == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0], abs=1e-4)
     assert result.k == [20.0] * BANDS
     sharpest = []
@@ -98,12 +99,13 @@ def test_focus_sweep_moves_the_sharpest_band_from_near_to_far(scene):
 
 def test_focus_sweep_spans_the_maps_own_range_and_notes_an_ignored_focus(tmp_path):
     # Approximate depth is not normalised (0.05 .. 0.9): the sweep goes from its max to its min.
-    result = sweep_mod.render_sweep(_noise(), kind="focus", frames=3, depth="approximate",
-                                    focus=Focus.point(5, 5), settings=RenderSettings(k=8))
+    request = RenderRequest(_noise(), depth="approximate", focus=Focus.point(5, 5), settings=RenderSettings(k=8))
+    result = sweep_mod.render_sweep(request, kind="focus", frames=3)
     assert result.approximate_depth
     assert result.values[0] == pytest.approx(0.9, abs=1e-6) and result.values[-1] == pytest.approx(0.05, abs=1e-6)
     assert any("not used" in m for m in result.messages)
-    assert any("this sweep uses approximate depth" in m for m in result.messages)
+    assert any("this sweep uses approximate depth" in m and is_warning(m) for m in result.messages)
+    assert not any(is_warning(m) for m in result.messages if "not used" in m)
 
 
 def test_a_sweep_estimates_depth_once(monkeypatch):
@@ -118,7 +120,7 @@ def test_a_sweep_estimates_depth_once(monkeypatch):
     for kind in ("aperture", "focus"):
         depth_mod.DEPTH_CACHE.clear()
         calls.clear()
-        sweep_mod.render_sweep(_noise(1), kind=kind, frames=4, depth="approximate")
+        sweep_mod.render_sweep(RenderRequest(_noise(1), depth="approximate"), kind=kind, frames=4)
         assert len(calls) == 1, kind
 
 
@@ -134,7 +136,7 @@ def test_a_sweep_estimates_depth_once(monkeypatch):
 )
 def test_bad_sweep_arguments_are_refused(kwargs, message):
     with pytest.raises(MagicBokehError, match=message):
-        sweep_mod.render_sweep(_noise(), depth=_bands(), **kwargs)
+        sweep_mod.render_sweep(RenderRequest(_noise(), depth=_bands()), **kwargs)
 
 
 def test_contact_sheet_is_a_strip_or_a_grid():
@@ -173,8 +175,8 @@ def test_cli_folder_holds_exactly_the_frames_in_order(scene, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:03d}.png" for i in range(4)]
     assert info["frames"] == 4 and info["files"] == [str(out / f"frame_{i:03d}.png") for i in range(4)]
-    expected = sweep_mod.render_sweep(str(photo), kind="focus", frames=4, depth=str(disparity),
-                                      settings=RenderSettings(k=16)).frames
+    request = RenderRequest(str(photo), depth=str(disparity), settings=RenderSettings(k=16))
+    expected = sweep_mod.render_sweep(request, kind="focus", frames=4).frames
     for i, frame in enumerate(expected):
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"frame_{i:03d}.png")), frame)
 
@@ -298,9 +300,28 @@ def test_progress_covers_every_frame_of_a_model_backend(monkeypatch):
     monkeypatch.setitem(backends_mod._REGISTRY, "test-halfway", HalfwayBackend)
     monkeypatch.setitem(backends_mod._INSTANCES, "test-halfway", HalfwayBackend())
     seen = []
-    result = sweep_mod.render_sweep(_noise(), frames=3, depth=_bands(), progress=lambda f, s: seen.append((f, s)),
-                                    settings=RenderSettings(backend="test-halfway"))
+    request = RenderRequest(_noise(), depth=_bands(), settings=RenderSettings(backend="test-halfway"))
+    result = sweep_mod.render_sweep(request, frames=3, progress=lambda f, s: seen.append((f, s)))
     assert result.backend == "test-halfway" and len(result.frames) == 3
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert (pytest.approx(1.5 / 3), "frame 2/3: halfway") in seen
+
+
+def test_frames_take_the_given_render_road(scene):
+    """A sweep hands each frame's request to the renderer it is given (the app's GPU router)."""
+    from magicbokeh.pipeline import run
+
+    photo, disparity = scene
+    seen = []
+
+    def road(request, progress):
+        seen.append(request)
+        return run(request, progress)
+
+    request = RenderRequest(str(photo), depth=str(disparity), focus=Focus.point(48, 10))
+    result = sweep_mod.render_sweep(request, kind="aperture", frames=3, k_max=16, render=road)
+    assert [r.settings.k for r in seen] == [0.0, 8.0, 16.0]
+    assert all(r.focus == Focus.point(48, 10) and r.depth == str(disparity) for r in seen)
+    default = sweep_mod.render_sweep(request, kind="aperture", frames=3, k_max=16)
+    assert all(np.array_equal(a, b) for a, b in zip(result.frames, default.frames))

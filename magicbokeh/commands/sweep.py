@@ -50,6 +50,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render the sweep and write it; bad input raises MagicBokehError (one line, exit 2)."""
     from ..cli import ProgressBar, depth_from_args, focus_from_args, settings_from_args
+    from ..request import RenderRequest
     from ..sweep import check_fps, check_frames, prepare_output, render_sweep, save_sweep, sweep_values
 
     # Everything that can be checked without rendering is checked first, the output last (it may
@@ -63,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, args.k if args.kind == "focus" else K_DEFAULT).checked()
     prepare_output(args.output)
     with ProgressBar(enabled=not args.quiet) as progress:
-        result = render_sweep(args.image, kind=args.kind, frames=args.frames, k_max=args.k_max,
-                              depth=depth_from_args(args), depth_is_depth=args.depth_is_depth,
-                              focus=focus_from_args(args), settings=settings, progress=progress,
-                              depth_input_size=args.depth_input_size)
+        request = RenderRequest(args.image, depth=depth_from_args(args), depth_is_depth=args.depth_is_depth,
+                                focus=focus_from_args(args), settings=settings,
+                                depth_input_size=args.depth_input_size)
+        result = render_sweep(request, kind=args.kind, frames=args.frames, k_max=args.k_max,
+                              progress=progress)
     written = save_sweep(result.frames, args.output, fps=args.fps)
     info = result.info()
     info["input"] = str(args.image)

@@ -5,8 +5,9 @@ Nothing is downloaded and nothing is committed: the frames come from packages in
 
 * ``middlebury2014_motorcycle`` — ``skimage.data.stereo_motorcycle()``, bundled in the scikit-image
   wheel: the left view of Middlebury 2014 "Motorcycle" (500 × 741, the benchmark's images
-  downscaled ×4) and its ground-truth disparity from structured light, in pixels, NaN where unknown
-  (Middlebury's own PFM files mark those with inf; both count as invalid). Calibration at this size,
+  downscaled ×4) and its ground-truth disparity from structured light, in pixels, ``inf`` where
+  unknown (7.3 % of the pixels), as in Middlebury's PFM files (scikit-image's docstring says NaN; any
+  non-finite value counts as invalid). Calibration at this size,
   from Middlebury's ``calib.txt`` ÷ 4: f = 994.978 px, baseline B = 193.001 mm, doffs = 31.086 px
   (the principal points' x offset between the two cameras). Depth is ``Z = f · B / (d + doffs)``,
   2.1–5.0 m here; plain ``1 / d`` would drop ``doffs`` and stretch depth ratios by up to 60 %.

@@ -25,7 +25,7 @@ ahead of time with ``spaces.aoti_capture`` / ``aoti_compile`` / ``aoti_apply`` (
 ``--smoke`` runs tiny models on the CPU (64 px tiles, photos scaled by 1/8 so the tile counts
 match, ``torch.compile(backend="eager")``) to check the script without a GPU.
 
-Usage (device machine: torch with CUDA; diffusers travels as a wheel, see docs/drafts/spaces.md)::
+Usage (device machine: torch with CUDA; diffusers travels as a wheel, see docs/spaces.md, "GPU benchmarks")::
 
     python bench/bench_diffusion_gpu.py --out $OUT/results_diffusion_gpu.md [--budget 470]
     python bench/bench_diffusion_gpu.py --smoke --out /tmp/gpu_smoke.md

@@ -106,10 +106,13 @@ def read_ldf_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch names the refused global ("Unsupported global: GLOBAL posix.system"); any other
+        # unpickling failure is a file that is not a checkpoint at all.
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"it asks for {found.group(1)}" if found else str(exc).strip().splitlines()[-1][:200]
+        if found is None:
+            raise MagicBokehError(f"cannot read {path.name}: truncated or not a torch checkpoint.") from None
         raise MagicBokehError(
-            f"refused to load {path.name}: it contains code, not only tensors ({what}). "
+            f"refused to load {path.name}: it contains code, not only tensors (it asks for {found.group(1)}). "
             "The LDF checkpoint must be a plain state dict."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:

@@ -2,12 +2,15 @@
 
 Usage: python bench/bench_degradation.py [--runs 15] [--threads 1 2] [--out bench/results_degradation.md]
 Each run uses a different seed (the Real-ESRGAN branches differ in cost), so the table reports the
-median over seeds, plus the slowest run. Prints a markdown table and writes it to --out.
+median over seeds, plus the slowest run. Prints a markdown table and writes it into --out between
+the ``<!-- bench_degradation:start -->`` / ``:end -->`` markers, so hand-written notes elsewhere in
+the file survive a rerun (a file without the markers keeps its text below the new table).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,6 +32,25 @@ def photo(side: int) -> np.ndarray:
     base = cv2.resize(rng.random((side // 16, side // 16, 3)).astype(np.float32), (side, side),
                       interpolation=cv2.INTER_CUBIC)
     return np.clip(base + 0.05 * rng.standard_normal(base.shape, dtype=np.float32), 0, 1)
+
+
+START, END = "<!-- bench_degradation:start -->", "<!-- bench_degradation:end -->"
+
+
+def write_table(path: Path, table: str) -> None:
+    """Put ``table`` between the markers in ``path``; everything outside them is kept as it is.
+
+    Written to a temporary file and renamed, so an interrupted run never leaves half a file.
+    """
+    block = f"{START}\n{table.rstrip()}\n{END}"
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text and text.index(START) < text.index(END):
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = block + "\n" + ("\n" + text if text else "")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def times_over_seeds(fn, runs: int) -> list[float]:
@@ -71,7 +93,7 @@ def main() -> None:
             lines.append(f"| {preset} | {threads} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).write_text(text)
+    write_table(Path(args.out), text)
 
 
 if __name__ == "__main__":

@@ -125,14 +125,18 @@ def render_lens_blur(
         if rgba is None:
             continue
         y0, y1, x0, x1 = box
-        blurred = _filter(rgba, aperture.kernel(abs(layer)))
+        kernel = aperture.kernel(abs(layer))
+        # Light and masks apart: each comes out contiguous for the per-pixel OpenCV ops below.
+        light = _filter(np.ascontiguousarray(rgba[..., :4]), kernel)
+        masks = _filter(np.ascontiguousarray(rgba[..., 4:6] if filled else rgba[..., 4]), kernel)
         seen = np.float32(1.0) - occluded[y0:y1, x0:x1]
         np.clip(seen, 0.0, 1.0, out=seen)
         seen *= behind_fill[y0:y1, x0:x1]
-        part = cv2.multiply(blurred[..., :4], cv2.merge([seen] * 4))
-        cv2.add(colour[y0:y1, x0:x1], part, dst=colour[y0:y1, x0:x1])
-        fill = np.ascontiguousarray(blurred[..., 5]) if filled else None
-        pending.append((layer, box, np.ascontiguousarray(blurred[..., 4]), fill))
+        cv2.add(colour[y0:y1, x0:x1], cv2.multiply(light, cv2.merge([seen] * 4)), dst=colour[y0:y1, x0:x1])
+        if filled:
+            pending.append((layer, box, np.ascontiguousarray(masks[..., 0]), np.ascontiguousarray(masks[..., 1])))
+        else:
+            pending.append((layer, box, masks, None))
         if progress is not None:
             progress((step + 1) / len(order), "lens blur")
 

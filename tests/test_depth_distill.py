@@ -20,6 +20,7 @@ from conftest import textured
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.train import common
 from magicbokeh.train import depth_distill as dd
+from magicbokeh.train import depth_distill_loop
 from magicbokeh.train.image_folder import EpochSampler, ImageFolderPairs
 
 CROP = 56
@@ -149,11 +150,11 @@ def test_absrel_against_teacher():
 
 def test_lr_schedule():
     kw = dict(total=100, warmup=10)
-    assert dd._lr_lambda(0, schedule="cosine", **kw) == pytest.approx(0.1)
-    assert dd._lr_lambda(9, schedule="cosine", **kw) == pytest.approx(1.0)
-    assert dd._lr_lambda(55, schedule="cosine", **kw) == pytest.approx(0.5)
-    assert dd._lr_lambda(100, schedule="cosine", **kw) == pytest.approx(0.0)
-    assert dd._lr_lambda(80, schedule="constant", **kw) == 1.0
+    assert dd.lr_lambda(0, schedule="cosine", **kw) == pytest.approx(0.1)
+    assert dd.lr_lambda(9, schedule="cosine", **kw) == pytest.approx(1.0)
+    assert dd.lr_lambda(55, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert dd.lr_lambda(100, schedule="cosine", **kw) == pytest.approx(0.0)
+    assert dd.lr_lambda(80, schedule="constant", **kw) == 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def test_distillation_learns_and_only_the_student_changes(healthy_teacher, photo
         seen["before"] = {k: v.clone() for k, v in model.state_dict().items()}
         return model, resolved
 
-    monkeypatch.setattr(dd, "load_teacher", spy)
+    monkeypatch.setattr(depth_distill_loop, "load_teacher", spy)  # where train() looks it up
     drawn = []  # (epoch, index) of every training sample: each epoch must bring fresh crops
     real_getitem = ImageFolderPairs.__getitem__
 

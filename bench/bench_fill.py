@@ -1,7 +1,7 @@
 """Partial-occlusion fill: the classical renderer against the thin-lens ray tracer, and its speed.
 
 1. Quality. Three-layer procedural scenes (a textured far plane, a textured disc and a nearer
-   textured disc, complete RGBA layers: ``magicbokeh.lens_blur_reference.three_layer_scene``) are
+   textured disc, complete RGBA layers: ``tests/layered_scenes.py: three_layer_scene``) are
    composited all-in-focus with their visible disparity, rendered by the classical renderer
    (baseline = the renderer before the fill, loaded from git; new without and with the fill) and
    by the ray tracer (``magicbokeh.data.raytrace.render_thin_lens``, the ground truth), focused on
@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))  # layered_scenes: test material, not the core
 
 #: The last commit before the fill (renderer and apertures as they were).
 BASELINE = "a7ae040"
@@ -77,7 +78,7 @@ def median_times(fns: dict, runs: int, clock=time.perf_counter) -> dict[str, flo
 def quality(size: int, seeds: int, k: float, old) -> list[str]:
     from magicbokeh.data.raytrace import render_thin_lens
     from magicbokeh.lens_blur import render_lens_blur
-    from magicbokeh.lens_blur_reference import occlusion_edge_masks, psnr, three_layer_scene
+    from layered_scenes import occlusion_edge_masks, psnr, three_layer_scene
 
     rows = {}
     for seed in range(seeds):
@@ -112,7 +113,7 @@ def speed(runs: int, old, threads: int) -> list[str]:
     from bench_classical import scenes
 
     from magicbokeh.lens_blur import render_lens_blur
-    from magicbokeh.lens_blur_reference import three_layer_scene
+    from layered_scenes import three_layer_scene
 
     cases = dict(scenes(1024, 1024))
     _, image, disparity = three_layer_scene(1024, 0)

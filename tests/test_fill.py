@@ -14,7 +14,7 @@ from conftest import textured
 from magicbokeh.colour import srgb_to_linear
 from magicbokeh.data.raytrace import render_thin_lens
 from magicbokeh.lens_blur import render_lens_blur
-from magicbokeh.lens_blur_reference import occlusion_edge_masks, psnr, three_layer_scene
+from layered_scenes import occlusion_edge_masks, psnr, three_layer_scene
 
 K = 24.0
 
@@ -34,7 +34,7 @@ def test_three_layers_match_ray_tracer_near_occlusion_edges(scene, focus):
     near = psnr(filled, truth, interior & near_edge)
     assert near >= 34.0
     assert near >= psnr(unfilled, truth, interior & near_edge) + 2.0  # the fill is what helps
-    assert psnr(filled, truth, interior & ~near_edge) >= 45.0  # and changes nothing elsewhere
+    assert psnr(filled, truth, interior & ~near_edge) >= 48.0  # and changes nothing elsewhere
 
 
 def chord_share(x: float, r: float) -> float:

@@ -175,3 +175,22 @@ def test_kernels_have_no_empty_outer_ring_and_keep_their_full_support():
             k = shape.kernel(r)
             border = np.concatenate([k[0], k[-1], k[:, 0], k[:, -1]])
             assert border.max() > 0
+
+
+def test_result_does_not_depend_on_the_thread_count():
+    """OpenCV splits convolutions and DFTs over threads; the render must not change (1 level)."""
+    import cv2
+
+    img = textured(120, 140, seed=6)
+    disp = np.full((120, 140), 0.2, np.float32)
+    disp[30:90, 40:100] = 0.85  # a blurred foreground block over a blurred background
+    before = cv2.getNumThreads()
+    try:
+        renders = []
+        for threads in (1, 2, 4):
+            cv2.setNumThreads(threads)
+            renders.append(render_lens_blur(img, disp, 0.5, 32, highlight_boost=True))
+    finally:
+        cv2.setNumThreads(before)
+    for out in renders[1:]:
+        assert np.abs(out - renders[0]).max() <= 1 / 255

@@ -21,14 +21,17 @@ PHONE = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "phone-dep
 FILES = ("pug.heic", "gdepth_motorola_xt912.jpg")
 
 
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up (imports, allocator, decoder plugins)
-    times = []
+def median_times(fns, runs: int) -> list[float]:
+    """Median seconds of each function; runs are interleaved so background load hits all alike."""
+    for fn in fns:
+        fn()  # warm-up (imports, allocator, decoder plugins)
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, acc in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -50,9 +53,10 @@ def main() -> None:
     for name in FILES:
         path = PHONE / name
         info = read_embedded_depth(path)
-        photo_s = median_time(lambda: load_photo(path), args.runs)
-        guided_s = median_time(lambda: read_embedded_depth(path), args.runs)
-        plain_s = median_time(lambda: read_embedded_depth(path, guided=False), args.runs)
+        photo_s, guided_s, plain_s = median_times(
+            [lambda: load_photo(path), lambda: read_embedded_depth(path), lambda: read_embedded_depth(path, guided=False)],
+            args.runs,
+        )
         w, h = info.disparity_native.shape[1], info.disparity_native.shape[0]
         rows.append(
             f"| `{name}` | {info.format} | {info.photo.size[0]}x{info.photo.size[1]} | {w}x{h} | "
@@ -63,7 +67,7 @@ def main() -> None:
         [
             "# Reading embedded depth (bench/bench_embedded_depth.py)",
             "",
-            f"Machine: {machine()}; OpenCV threads: {args.threads}; median of {args.runs} runs after one warm-up.",
+            f"Machine: {machine()}; OpenCV threads: {args.threads}; median of {args.runs} interleaved runs after one warm-up.",
             "",
             "| file | format | photo | stored map | photo alone (s) | photo + depth, guided (s, ratio) "
             "| photo + depth, bilinear (s, ratio) |",

@@ -9,14 +9,13 @@ anti-aliasing at the rim. Measured on the linear-light output of a single bright
 * light = the sum over the frame, against the light put in.
 """
 
-import math
-
 import numpy as np
 import pytest
 
 from magicbokeh.apertures import DiskAperture, PolygonAperture
 from magicbokeh.colour import srgb_to_linear
 from magicbokeh.lens_blur import render_lens_blur
+from render_metrics import disc_metrics, point_light_scene
 
 K = 32.0
 POWER = 1.0  # the point light, linear light (sRGB 1.0)
@@ -24,27 +23,8 @@ POWER = 1.0  # the point light, linear light (sRGB 1.0)
 
 def render_point(radius: float, aperture) -> np.ndarray:
     """Linear red channel of one bright pixel on black, rendered at CoC ``radius`` (px)."""
-    size = 4 * int(radius) + 31  # the disc stays a radius away from the frame (border normalisation)
-    img = np.zeros((size, size, 3), np.float32)
-    img[size // 2, size // 2] = 1.0
-    disp = np.full((size, size), radius / K, np.float32)  # focus on the farthest plane, 0
-    return srgb_to_linear(render_lens_blur(img, disp, 0.0, K, aperture=aperture))[..., 0].astype(np.float64)
-
-
-def shape_area_perimeter(radius: float, blades: int) -> tuple[float, float]:
-    if blades == 0:
-        return math.pi * radius**2, 2 * math.pi * radius
-    return 0.5 * blades * radius**2 * math.sin(2 * math.pi / blades), 2 * blades * radius * math.sin(math.pi / blades)
-
-
-def disc_metrics(lin: np.ndarray, blades: int) -> tuple[float, float, float]:
-    """(rim width px, radius px, light sum) of a rendered point light."""
-    plateau = np.median(lin[lin > 0.3 * lin.max()])
-    a50 = float((lin > 0.5 * plateau).sum())
-    a10 = float((lin > 0.1 * plateau).sum())
-    unit_area, unit_perimeter = shape_area_perimeter(1.0, blades)
-    radius = math.sqrt(a50 / unit_area)
-    return (a10 - a50) / (unit_perimeter * radius), radius, float(lin.sum())
+    img, disp, focus = point_light_scene(radius, K)
+    return srgb_to_linear(render_lens_blur(img, disp, focus, K, aperture=aperture))[..., 0]
 
 
 APERTURES = [(DiskAperture(), 0), (PolygonAperture(6, 0.0), 6), (PolygonAperture(5, 18.0), 5)]

@@ -14,38 +14,9 @@ import pytest
 
 from magicbokeh.focus import focus_from_point
 from magicbokeh.lens_blur import render_lens_blur
+from render_metrics import seam_residual, shaded_sphere
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def seam_residual(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) max over channels of |x - median5(x)| on the 8-bit image, in levels."""
-    u8 = np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
-    return np.abs(u8.astype(np.int16) - cv2.medianBlur(u8, 5).astype(np.int16)).max(axis=-1)
-
-
-def shaded_sphere(size: int = 160, radius: float = 55.0):
-    """A Lambert-shaded red sphere in front of a bright textured far plane.
-
-    Returns (image sRGB float32, disparity float32, sphere mask); the sphere's disparity grows
-    smoothly from 0.6 at its silhouette to 0.75 at its centre, the plane is at 0.1.
-    """
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + np.float32(0.5)
-    c = size / 2
-    rho2 = ((xs - c) ** 2 + (ys - c) ** 2) / radius**2
-    inside = rho2 < 1.0
-    nz = np.sqrt(np.clip(1.0 - rho2, 0.0, 1.0))
-    nx, ny = (xs - c) / radius, (ys - c) / radius
-    light = np.array([-0.4, -0.5, 0.77], np.float32)
-    shade = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
-    sphere_lin = (0.05 + 0.9 * shade)[..., None] * np.float32([0.8, 0.12, 0.1])
-    rng = np.random.default_rng(3)
-    plane = cv2.resize(rng.random((size // 10, size // 10, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    plane = np.clip(0.55 + 0.4 * plane, 0.0, 1.0)  # sRGB, much lighter than the sphere
-    sphere_srgb = np.where(sphere_lin <= 0.0031308, 12.92 * sphere_lin, 1.055 * sphere_lin ** (1 / 2.4) - 0.055)
-    image = np.where(inside[..., None], sphere_srgb, plane).astype(np.float32)
-    disparity = np.where(inside, 0.6 + 0.15 * nz, 0.1).astype(np.float32)
-    return image, disparity, inside
 
 
 @pytest.mark.parametrize("boost", [False, True], ids=["plain", "highlight-boost"])

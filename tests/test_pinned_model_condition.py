@@ -33,7 +33,7 @@ def _scene(h: int, w: int) -> np.ndarray:
     return (levels / 255).astype(np.float32)
 
 
-@pytest.mark.parametrize("k", [12.0, 8.0])
+@pytest.mark.parametrize("k", [12.0, 20.0])
 def test_model_condition_in_closed_form(k: float) -> None:
     disp = _scene(40, 50)
     f = 120.7 / 255

@@ -45,6 +45,7 @@ def resolve_disparity(
     progress: ProgressCallback | None = None,
     depth_input_size: int = DEFAULT_INPUT_SIZE,
     depth_device: str | None = None,
+    depth_model: str | None = None,
 ) -> depth_mod.DepthResult:
     """Disparity for a photo from a depth spec, cached per (photo, source).
 
@@ -61,6 +62,7 @@ def resolve_disparity(
         depth_device: device of the depth network (``cpu``, ``cuda``...); None = the estimator's
             default (``$MAGICBOKEH_DEVICE``, else CUDA when available). The cache is shared by
             every device.
+        depth_model: the model ``"auto"`` uses (None: ``$MAGICBOKEH_DEPTH_MODEL``, then automatic).
     """
     w, h = photo.size
     cache = depth_mod.DEPTH_CACHE
@@ -83,7 +85,8 @@ def resolve_disparity(
 
     messages: list[str] = []
     if depth != "approximate":
-        model_source, why = depth_mod.choose_depth_model(None if depth == "auto" else str(depth))
+        model_source, why = depth_mod.choose_depth_model(None if depth == "auto" else str(depth),
+                                                         configured=depth_model, device=depth_device)
         if depth_device is None:
             estimator = depth_mod.get_estimator(model_source, input_size=depth_input_size)
         else:
@@ -200,6 +203,7 @@ def render(
     match_input_size: bool = True,
     k_units: KUnits = "processed",
     depth_device: str | None = None,
+    depth_model: str | None = None,
 ) -> RenderResult:
     """Render one photo. See :class:`RenderSettings`, :class:`Focus` and :func:`resolve_disparity`.
 
@@ -217,6 +221,7 @@ def render(
             :func:`magicbokeh.processing.k_for_processing`), so the blur looks the same at any
             processing size.
         depth_device: device of the depth network (see :func:`resolve_disparity`); None = default.
+        depth_model: the model ``depth="auto"`` uses (see :func:`resolve_disparity`).
 
     Raises:
         MagicBokehError: bad input or an unavailable backend, with a message saying what to do.
@@ -272,6 +277,7 @@ def render(
     depth_result = resolve_disparity(
         photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
         progress=progress, depth_input_size=depth_input_size, depth_device=depth_device,
+        depth_model=depth_model,
     )
     timings["depth"] = time.perf_counter() - t0
     messages.extend(depth_result.messages)

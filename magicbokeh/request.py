@@ -136,6 +136,8 @@ class RenderRequest:
         match_input_size: resize a downscaled result back to the input's size.
         k_units: ``"processed"`` (official/CLI) or ``"input"`` (the app) pixels for K.
         depth_device: device of the depth network (None = the estimator's default).
+        depth_model: the model ``depth="auto"`` uses (a front end's ``--depth-model``); None =
+            ``$MAGICBOKEH_DEPTH_MODEL``, then the automatic choice.
     """
 
     image: Any
@@ -148,6 +150,7 @@ class RenderRequest:
     match_input_size: bool = True
     k_units: KUnits = "processed"
     depth_device: str | None = None
+    depth_model: str | None = None
 
     def render_kwargs(self) -> dict[str, Any]:
         """Every field but ``image`` as keyword arguments of :func:`magicbokeh.pipeline.render`."""

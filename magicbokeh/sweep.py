@@ -208,7 +208,8 @@ def render_sweep(
                             "is not used.")
         # The same call render() makes for a disparity focus, so the frames hit this cache entry.
         depth_result = resolve_disparity(photo, request.depth, depth_is_depth=request.depth_is_depth,
-                                         progress=progress, depth_input_size=request.depth_input_size)
+                                         progress=progress, depth_input_size=request.depth_input_size,
+                                         depth_device=request.depth_device, depth_model=request.depth_model)
         d = depth_result.disparity
         values = sweep_values(kind, n, disparity_range=(float(d.min()), float(d.max())))
         plans = [replace(base, focus=Focus.disparity(v)) for v in values]

@@ -210,7 +210,7 @@ def _run_job(job: GpuJob) -> _Outcome:
 
     t0 = time.perf_counter()
     try:
-        result = run(replace(job.request, depth_device=_depth_device_for_gpu()), job.progress)
+        result = run(replace(job.request, depth_device=_depth_device_for_gpu(job.request)), job.progress)
     except BaseException as exc:  # noqa: BLE001 - handed back as a value, raised by the caller
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -227,8 +227,13 @@ def _picklable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _depth_device_for_gpu() -> str | None:
-    return "cuda" if zero_gpu_active() else None
+def _depth_device_for_gpu(request: RenderRequest) -> str | None:
+    return "cuda" if zero_gpu_active() else request.depth_device
+
+
+def _depth_device_for_cpu(request: RenderRequest) -> str | None:
+    """The classical backend's depth device: the CPU on ZeroGPU (no GPU call is made for it)."""
+    return "cpu" if zero_gpu_active() else request.depth_device
 
 
 def _device_label() -> str:
@@ -368,7 +373,7 @@ def render_request(
     settings = request.settings or RenderSettings()
     request = replace(request, settings=settings)
     if not needs_gpu(settings.backend):
-        return run(replace(request, depth_device="cpu" if zero_gpu_active() else None), progress)
+        return run(replace(request, depth_device=_depth_device_for_cpu(request)), progress)
 
     original = request
     photo = load_photo(request.image)
@@ -425,8 +430,7 @@ def _gpu_failed(exc: BaseException, request: RenderRequest, settings: Any, progr
     from .pipeline import run
 
     classical = replace(settings, backend=GpuUnavailable.suggest_backend, backend_options={})
-    result = run(replace(request, settings=classical, depth_device="cpu" if zero_gpu_active() else None),
-                 progress)
+    result = run(replace(request, settings=classical, depth_device=_depth_device_for_cpu(request)), progress)
     result.messages.insert(0, warning(message.split(" The classical backend")[0]
                                       + " Rendered with the classical backend instead."))
     return result

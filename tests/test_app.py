@@ -12,7 +12,10 @@ from PIL import Image
 from conftest_app import EXAMPLES, app, app_url  # noqa: F401  (app_url is a fixture)
 from magicbokeh import backends as backends_mod
 from magicbokeh import depth as depth_mod
+from magicbokeh.app_settings import AppSettings, ModelSources
 from magicbokeh.backends import Availability, Backend, BackendResult
+from magicbokeh.ui import handlers as ui_handlers
+from magicbokeh.ui import views
 
 pytestmark = pytest.mark.filterwarnings("ignore:Examples will be cached but not all")
 
@@ -22,14 +25,12 @@ DEFAULTS = dict(disparity_map=None, disparity_is_depth=False, focal_range=0.0, a
 
 def _ui(image, state, x, y, k=16.0, backends=("classical",), **overrides):
     """Call the Render button's handler with the UI defaults."""
-    opts = {**DEFAULTS, **overrides}
-    return app.render_ui(image, state, x, y, k, list(backends), opts["disparity_map"],
-                         opts["disparity_is_depth"], opts["focal_range"], opts["aperture"],
-                         opts["blades"], opts["rotation_deg"], opts["highlight_boost"])
+    return app.handlers.render(AppSettings(image=image, state=state, focus_x=x, focus_y=y, k=k,
+                                           backends=list(backends), **{**DEFAULTS, **overrides}))
 
 
 def _click(image, state, x, y):
-    return app.on_select(image, state, gr.SelectData(None, {"index": [x, y], "value": None}))
+    return ui_handlers.on_select(image, state, gr.SelectData(None, {"index": [x, y], "value": None}))
 
 
 def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -55,7 +56,7 @@ def _ramp_map(path: Path, width: int, height: int) -> np.ndarray:
 
 def test_click_sets_focus_in_original_pixels_and_renders_the_original(tmp_path):
     photo = _photo(160, 96)
-    state, fx, fy, _ = app.on_upload(photo)
+    state, fx, fy, _ = app.handlers.on_upload(photo)
     assert (fx, fy) == (None, None)
 
     marked, state, fx, fy = _click(photo, state, 37, 61)
@@ -104,7 +105,7 @@ def test_click_on_exif_rotated_photo_uses_upright_pixels(tmp_path):
 
     disparity = _ramp_map(tmp_path / "ramp.npy", 80, 120)
     for image in (via_gradio, via_pil):
-        state, *_ = app.on_upload(image)
+        state, *_ = app.handlers.on_upload(image)
         assert state["original"].size == (80, 120)
         marked, state, fx, fy = _click(image, state, 20, 100)  # y = 100 only exists upright
         assert marked.shape == (120, 80, 3)
@@ -139,7 +140,7 @@ def test_changing_k_reuses_the_cached_depth(monkeypatch):
     monkeypatch.setattr(depth_mod, "approximate_disparity", counting_approx)
     monkeypatch.setattr(depth_mod.DepthAnythingEstimator, "__call__", counting_model)
     photo = _photo(128, 96, seed=5)
-    state, *_ = app.on_upload(photo)
+    state, *_ = app.handlers.on_upload(photo)
     marked, state, fx, fy = _click(photo, state, 64, 40)
 
     first = _ui(Image.fromarray(marked), state, fx, fy, k=4)
@@ -220,9 +221,9 @@ def test_comparing_backends_fills_the_gallery(monkeypatch):
 
 def test_clear_focus_restores_the_original():
     photo = _photo(64, 48)
-    state, *_ = app.on_upload(photo)
+    state, *_ = app.handlers.on_upload(photo)
     marked, state, *_ = _click(photo, state, 30, 20)
-    shown, state, fx, fy = app.clear_focus(Image.fromarray(marked), state)
+    shown, state, fx, fy = ui_handlers.clear_focus(Image.fromarray(marked), state)
     np.testing.assert_array_equal(np.asarray(shown), np.asarray(photo))
     assert (fx, fy) == (None, None)
 
@@ -245,7 +246,7 @@ def test_examples_have_licences_and_the_synthetic_one_has_true_depth():
     assert len(with_depth) >= 2
     peaks = []
     for path, x, y, k, disparity, boost in with_depth[:2]:
-        pair, _, _, status, _, info = app.render_example(Image.open(path), x, y, k, disparity, boost)
+        pair, _, _, status, _, info = app.handlers.render_example(Image.open(path), x, y, k, disparity, boost)
         assert info["approximate_depth"] is False and "supplied disparity map" in info["depth_source"]
         assert info["focus_point"] == [x, y]
         before, after = (p.astype(np.float32).mean(axis=2) for p in pair)
@@ -372,14 +373,23 @@ def test_app_imports_offline_in_seconds_without_loading_models():
 
 
 def test_model_sources_reach_the_diffusion_backends(monkeypatch):
+    import os
+
     for env in app.SOURCE_ENV.values():
         monkeypatch.setenv(env, "")  # empty = unset; monkeypatch restores the originals afterwards
     monkeypatch.setenv("MAGICBOKEH_CHECKPOINT", "/weights/lora.pkl")
-    app.configure(base="/weights/sd21")  # a flag overrides / adds to the environment
-    assert app.model_sources()["base"] == "/weights/sd21" and app.model_sources()["device"] is None
-    assert app.backend_options("classical") == {}
-    assert app.backend_options("magicbokeh") == {"base": "/weights/sd21", "checkpoint": "/weights/lora.pkl"}
-    assert app.backend_options("two-stage")["base"] == "/weights/sd21"
+    before = dict(os.environ)
+    sources = ModelSources.from_env(base="/weights/sd21")  # a flag overrides / adds to the environment
+    assert dict(os.environ) == before  # read, never written
+    assert sources.base == "/weights/sd21" and sources.device is None
+    assert sources.backend_options("classical") == {}
+    assert sources.backend_options("magicbokeh") == {"base": "/weights/sd21", "checkpoint": "/weights/lora.pkl"}
+    assert sources.backend_options("two-stage")["base"] == "/weights/sd21"
+    # The request of a render carries them (no process-wide configuration).
+    request = AppSettings(k=8).request(np.zeros((16, 16, 3), np.float32), "magicbokeh",
+                                       ModelSources.from_env(depth_model="large", device="cpu"))
+    assert request.depth_model == "large" and request.depth_device == "cpu"
+    assert request.settings.backend_options == {"device": "cpu", "checkpoint": "/weights/lora.pkl"}
     args = app.parse_args(["--port", "7999", "--backend", "classical,magicbokeh", "--no-mcp"])
     assert (args.port, args.backend, args.mcp) == (7999, "classical,magicbokeh", False)
 
@@ -389,14 +399,12 @@ def test_startup_status_and_backend_notes_explain_what_is_missing(monkeypatch):
         "classical": (Availability(True, "CPU, no weights needed"), "Classical lens blur (no weights)"),
         "magicbokeh": (Availability(False, "weights not in the Hugging Face cache"), "MagicBokeh"),
     }
-    monkeypatch.setattr(app, "_BACKENDS", table)
-    monkeypatch.setattr(app, "depth_status",
-                        lambda: (False, "Depth Anything V2 not available: no network. Using approximate depth."))
-    status = app.startup_status()
+    status = views.startup_status(
+        (False, "Depth Anything V2 not available: no network. Using approximate depth."), table)
     assert "click on it" in status
     assert "⚠ Depth Anything V2 not available: no network. Using approximate depth." in status
     assert "Not available here: magicbokeh" in status and "classical" not in status.split("here:")[1]
-    notes = app.backend_notes(table)
+    notes = views.backend_notes(table)
     assert "✗ **magicbokeh**" in notes and "weights not in the Hugging Face cache" in notes
     assert "✓ **classical**" in notes
 
@@ -413,3 +421,35 @@ def test_official_focus_rule_reads_the_single_8bit_pixel(tmp_path):
     assert robust["focus_disparity"] == pytest.approx(0.4, abs=1e-6)
     assert parity["focus_disparity"] == pytest.approx(int(0.9 * 255) / 255, abs=1e-6)
 
+
+
+def _event(name: str):
+    return next(f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == name)
+
+
+def test_render_and_sweep_events_receive_one_dict_of_every_control():
+    """The Render button and the sweep run through Gradio's own call path with a set of inputs:
+    the handler gets one {component: value} dict, read into AppSettings (no control left out)."""
+    import asyncio
+    from dataclasses import fields
+
+    sweep_fields = {"sweep_kind", "sweep_frames", "sweep_k_max"}
+    everything = {f.name for f in fields(AppSettings)}
+    render_fn, sweep_fn = _event("render_settings"), _event("sweep_settings")
+    assert render_fn.inputs_as_dict and sweep_fn.inputs_as_dict
+    assert len(render_fn.inputs) == len(everything - sweep_fields)
+    assert len(sweep_fn.inputs) == len(everything - {"max_side", "match_input_size"})
+
+    photo = _photo(64, 48)
+    by_id = {"input-image": photo, "focus-x": 10, "focus-y": 12, "k-slider": 8.0}
+    values = [by_id.get(c.elem_id, getattr(c, "value", None)) for c in render_fn.inputs]
+    out = asyncio.run(app.demo.call_function(render_fn, values))["prediction"]
+    info = out[5]
+    assert info["focus_point"] == [10, 12] and info["K"] == 8.0 and info["backend"] == "classical"
+    expected = app.handlers.render(AppSettings(image=photo, focus_x=10, focus_y=12, k=8.0))
+    np.testing.assert_array_equal(out[0][1], expected[0][1])
+
+    values = [by_id.get(c.elem_id, getattr(c, "value", None)) for c in sweep_fn.inputs]
+    values = [3 if c.elem_id == "sweep-frames" else v for c, v in zip(sweep_fn.inputs, values)]
+    gif, strip, files, status = asyncio.run(app.demo.call_function(sweep_fn, values))["prediction"]
+    assert "3 frames" in status and Image.open(strip).size == (3 * 64, 48)

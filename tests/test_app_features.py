@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from conftest_app import app
-from magicbokeh import app_support
+from magicbokeh import app_support, pipeline
+from magicbokeh.app_settings import AppSettings
 from magicbokeh import depth as depth_mod
 from magicbokeh.depth import DEPTH_MODELS
+from magicbokeh.ui import views
 
 pytestmark = pytest.mark.filterwarnings("ignore:Examples will be cached but not all")
 
@@ -35,14 +37,16 @@ def _map(tmp_path: Path) -> str:
 
 def _ui(image, *, x=10, y=10, k=16.0, disparity_map=None, depth_model="auto", simulate_lq=False,
         lq_preset="realesrgan", lq_seed=0, backends=("classical",)):
-    return app.render_ui(image, None, x, y, k, list(backends), disparity_map, False, 0.0, "circle", 6,
-                         0.0, False, False, depth_model, simulate_lq, lq_preset, lq_seed)
+    return app.handlers.render(AppSettings(
+        image=image, focus_x=x, focus_y=y, k=k, backends=list(backends), disparity_map=disparity_map,
+        depth_model=depth_model, simulate_lq=simulate_lq, lq_preset=lq_preset, lq_seed=lq_seed))
 
 
 def _sweep(image, *, kind="aperture", frames=4, k_max=24, k=16.0, disparity_map=None,
            depth_model="auto", x=10, y=10, simulate_lq=False):
-    return app.sweep_ui(image, None, x, y, k, ["classical"], disparity_map, False, 0.0, "circle", 6, 0.0,
-                        False, False, depth_model, simulate_lq, "realesrgan", 0, kind, frames, k_max)
+    return app.handlers.sweep(AppSettings(
+        image=image, focus_x=x, focus_y=y, k=k, disparity_map=disparity_map, depth_model=depth_model,
+        simulate_lq=simulate_lq, sweep_kind=kind, sweep_frames=frames, sweep_k_max=k_max))
 
 
 @pytest.fixture
@@ -66,7 +70,7 @@ def test_depth_menu_labels_every_model_with_its_licence():
         assert "CC-BY-NC-4.0" in menu[name] and "Apache" not in menu[name]
     assert "DA depth" in menu["dadepth"] and "CC-BY-NC-4.0" in menu["dadepth"] and "unstated" in menu["dadepth"]
     assert "no weights" in menu["approximate"]
-    panel = app.models_markdown()
+    panel = views.models_markdown()
     for model in DEPTH_MODELS.values():
         row = next(line for line in panel.splitlines() if model.label in line)
         assert model.licence in row
@@ -82,13 +86,13 @@ def test_depth_menu_marks_models_that_cannot_run_here(no_depth_weights):
 
 def test_depth_choice_reaches_the_core(tmp_path, monkeypatch, no_depth_weights):
     seen = []
-    real = app.pipeline.render
+    real = pipeline.render
 
     def spy(image, **kwargs):
         seen.append(kwargs["depth"])
         return real(image, **kwargs)
 
-    monkeypatch.setattr(app.pipeline, "render", spy)
+    monkeypatch.setattr(pipeline, "render", spy)
     disp = _map(tmp_path)
     # Approximate: even with an uploaded map, the explicit choice wins.
     *_, status, _, info = _ui(_photo(), depth_model="approximate", disparity_map=disp)

@@ -58,8 +58,8 @@ def checkpoint_hub_file(spec: str) -> tuple[str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
-def _cuda_available() -> bool:
-    if (os.environ.get("MAGICBOKEH_DEVICE") or "auto").startswith("cpu"):
+def _cuda_available(device: str | None = None) -> bool:
+    if (device or os.environ.get("MAGICBOKEH_DEVICE") or "auto").startswith("cpu"):
         return False
     try:
         import torch
@@ -78,10 +78,13 @@ def _named_source(spec: str) -> str:
     return spec
 
 
-def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
+def choose_depth_model(spec: str | None = None, *, configured: str | None = None,
+                       device: str | None = None) -> tuple[str, str]:
     """(model source, why) for a depth spec: the one resolver from names to sources.
 
-    Order: the argument, then ``MAGICBOKEH_DEPTH_MODEL``, then automatic (``None``/``"auto"``): on
+    Order: the argument, then ``configured`` (a front end's ``--depth-model``), then
+    ``MAGICBOKEH_DEPTH_MODEL``, then automatic (``None``/``"auto"``; ``device`` is where the model
+    would run, None = ``$MAGICBOKEH_DEVICE``, else auto): on
     a GPU DA depth when its weights are already present (the paper's pairing for low-quality
     photos), otherwise Depth Anything V2 Small (Apache-2.0; ViT-L is several times slower on a
     CPU). A name becomes its source unless a file or folder of that name exists (the path wins);
@@ -89,12 +92,14 @@ def choose_depth_model(spec: str | None = None) -> tuple[str, str]:
     """
     if spec and spec != "auto":
         return _named_source(spec), "chosen"
+    if configured and configured != "auto":
+        return _named_source(configured), "from --depth-model"
     if os.environ.get(DEPTH_MODEL_ENV):
         return _named_source(os.environ[DEPTH_MODEL_ENV]), f"from ${DEPTH_MODEL_ENV}"
     # Weights first: the device check imports torch, which an app start should not pay for.
     if not _dadepth_weights_present():
         return DEFAULT_DEPTH_MODEL, "automatic: DA depth is used on a GPU once its weights are downloaded"
-    if _cuda_available():
+    if _cuda_available(device):
         return DEPTH_MODELS["dadepth"].source, "automatic: GPU and DA depth weights present"
     return DEFAULT_DEPTH_MODEL, "automatic: CPU (DA depth, a ViT-L, is several times slower here)"
 

@@ -219,14 +219,20 @@ def test_automatic_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("MAGICBOKEH_DEPTH_MODEL", raising=False)
     monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: True)
-    monkeypatch.setattr(sources, "_cuda_available", lambda: False)
+    monkeypatch.setattr(sources, "_cuda_available", lambda device=None: False)
     source, why = depth.choose_depth_model(None)
     assert source == depth.DEPTH_MODELS["small"].source and "CPU" in why
-    monkeypatch.setattr(sources, "_cuda_available", lambda: True)
+    monkeypatch.setattr(sources, "_cuda_available", lambda device=None: device != "cpu")
     monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: False)
     assert depth.choose_depth_model("auto")[0] == depth.DEPTH_MODELS["small"].source
     monkeypatch.setattr(sources, "_dadepth_weights_present", lambda: True)
     assert depth.choose_depth_model("auto") == ("dadepth", "automatic: GPU and DA depth weights present")
+    assert depth.choose_depth_model("auto", device="cpu")[0] == depth.DEPTH_MODELS["small"].source
+    # A front end's --depth-model is the automatic choice, over the environment, under an explicit spec.
+    monkeypatch.setenv("MAGICBOKEH_DEPTH_MODEL", "base")
+    assert depth.choose_depth_model(None, configured="large") == (depth.DEPTH_MODELS["large"].source,
+                                                                 "from --depth-model")
+    assert depth.choose_depth_model("small", configured="large")[0] == depth.DEPTH_MODELS["small"].source
     monkeypatch.setenv("MAGICBOKEH_DEPTH_MODEL", "large")
     assert depth.choose_depth_model(None)[0] == depth.DEPTH_MODELS["large"].source
     assert depth.choose_depth_model("base")[0] == depth.DEPTH_MODELS["base"].source

@@ -38,17 +38,18 @@ def test_two_stage_availability_follows_the_magicbokeh_backend(tiny_assets, monk
 
 
 def test_app_menu_labels_diffusion_backends_with_device_and_speed(tiny_assets, monkeypatch):  # noqa: F811
-    import app
+    from magicbokeh.app_settings import ModelSources
+    from magicbokeh.ui.handlers import backend_table
+    from magicbokeh.ui.views import backend_choices
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MAGICBOKEH_BASE", str(tiny_assets.base_dir))
-    monkeypatch.setenv("MAGICBOKEH_CHECKPOINT", str(tiny_assets.ckpt_path))
-    labels = dict((name, label) for label, name in app.backend_choices(app.backend_table()))
+    sources = ModelSources(base=str(tiny_assets.base_dir), checkpoint=str(tiny_assets.ckpt_path))
+    labels = dict((name, label) for label, name in backend_choices(backend_table(sources)))
     assert set(labels) == {"classical", "magicbokeh", "two-stage"}
     assert "CPU" in labels["magicbokeh"] and "per 512 px tile" in labels["magicbokeh"]
     assert "CPU" in labels["two-stage"]
-    monkeypatch.setenv("MAGICBOKEH_CHECKPOINT", str(tiny_assets.ckpt_path) + ".missing")
-    assert set(name for _, name in app.backend_choices(app.backend_table())) == {"classical"}
+    missing = ModelSources(base=str(tiny_assets.base_dir), checkpoint=str(tiny_assets.ckpt_path) + ".missing")
+    assert set(name for _, name in backend_choices(backend_table(missing))) == {"classical"}
 
 
 def test_core_reports_the_maps_the_diffusion_backend_really_used(tiny_assets, tmp_path, monkeypatch):  # noqa: F811

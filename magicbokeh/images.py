@@ -199,7 +199,7 @@ def _decode_bytes(data: bytes, label: str, messages: list[str]) -> np.ndarray:
     except MagicBokehError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
-        if not HEIF_AVAILABLE and _looks_like_heif(data):
+        if not HEIF_AVAILABLE and looks_like_heif(data):
             raise MagicBokehError(
                 f"cannot read image {label!r}: HEIC/HEIF photos need pillow-heif "
                 "(pip install pillow-heif)."
@@ -209,7 +209,7 @@ def _decode_bytes(data: bytes, label: str, messages: list[str]) -> np.ndarray:
         ) from None
 
 
-def _looks_like_heif(data: bytes) -> bool:
+def looks_like_heif(data: bytes) -> bool:  # public: the embedded-depth reader dispatches on it
     """True for an ISO-BMFF file whose brand is a HEIF one (``ftypheic``, ``ftypmif1``...)."""
     brands = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
     return data[4:8] == b"ftyp" and data[8:12] in brands

@@ -138,3 +138,34 @@ def test_heic_without_depth_is_none_and_other_representations_refused(monkeypatc
     monkeypatch.setattr(pillow_heif, "open_heif", lambda *a, **k: FakeHeif())
     with pytest.raises(EmbeddedDepthError, match="uniform depth, which is not supported"):
         read_embedded_depth(buf.getvalue())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_of_maps_and_points_matches_pillow_exif_transpose(orientation):
+    from PIL import ImageOps
+
+    from magicbokeh.depth.embedded.convert import orient_map, orient_point
+
+    stored = np.zeros((40, 60), np.uint8)
+    stored[5, 10] = 255  # one marked pixel at (u, v) = ((10 + 0.5) / 60, (5 + 0.5) / 40)
+    img = Image.fromarray(stored)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+    np.testing.assert_array_equal(orient_map(stored.astype(np.float32), orientation), upright.astype(np.float32))
+    y, x = np.argwhere(upright == 255)[0]
+    h, w = upright.shape
+    assert orient_point(10.5 / 60, 5.5 / 40, orientation) == pytest.approx(((x + 0.5) / w, (y + 0.5) / h))
+
+
+def test_subject_area_point_is_turned_upright():
+    from magicbokeh.depth.embedded.heic import subject_area_point
+
+    exif = Image.Exif()
+    exif[0x8769] = {0x9214: (15, 10, 4, 4)}  # rectangle centred at stored (15, 10) of 60x40
+    assert subject_area_point(exif.tobytes(), 60, 40, 1) == pytest.approx((0.25, 0.25))
+    assert subject_area_point(exif.tobytes(), 60, 40, 6) == pytest.approx((0.75, 0.25))
+    assert subject_area_point(exif.tobytes(), 10, 8, 1) is None  # outside the image
+    assert subject_area_point(b"garbage", 60, 40, 1) is None

@@ -40,7 +40,9 @@ def range_to_depth(dn: np.ndarray, fmt: str, near: float, far: float) -> tuple[n
             f"depth format {fmt[:40]!r} is not supported (only RangeInverse and RangeLinear)."
         )
     if not (0 < near < far):
-        raise EmbeddedDepthError(f"the depth range is invalid: Near {near:g}, Far {far:g} (need 0 < Near < Far).")
+        raise EmbeddedDepthError(
+            f"the depth range is invalid: Near {near:g}, Far {far:g} (need 0 < Near < Far)."
+        )
     dn = np.asarray(dn, np.float64)
     if fmt == "RangeInverse":
         depth = far * near / (far - dn * (far - near))

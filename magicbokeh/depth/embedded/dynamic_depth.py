@@ -65,7 +65,9 @@ def container_items(roots: list[ET.Element], file_size: int) -> dict[str, Item]:
     if not entries:
         raise EmbeddedDepthError("the Dynamic Depth XMP has no Container:Directory items.")
     if len(entries) > MAX_CONTAINER_ITEMS:
-        raise EmbeddedDepthError(f"the Dynamic Depth container lists {len(entries)} items (limit {MAX_CONTAINER_ITEMS}).")
+        raise EmbeddedDepthError(
+            f"the Dynamic Depth container lists {len(entries)} items (limit {MAX_CONTAINER_ITEMS})."
+        )
     sizes = []
     for i, props in enumerate(entries[1:], start=1):
         length = _int(props, f"{{{ITEM}}}Length", f"item {i} Length")
@@ -105,7 +107,13 @@ def _item_bytes(data: bytes, items: dict[str, Item], uri: str, what: str) -> byt
 
 
 def read_dynamic_depth(
-    roots: list[ET.Element], props: dict[str, str], data: bytes, name: str, orientation: int, *, guided: bool = True
+    roots: list[ET.Element],
+    props: dict[str, str],
+    data: bytes,
+    name: str,
+    orientation: int,
+    *,
+    guided: bool = True,
 ) -> EmbeddedDepth:
     """The depth map, confidence and original image of a Dynamic Depth 1.0 JPEG."""
     dm = element_properties(_first(roots, f"{{{CAMERA}}}DepthMap"))
@@ -113,7 +121,8 @@ def read_dynamic_depth(
     near = parse_float(dm.get(f"{{{DEPTHMAP}}}Near"), "Depth:Near")
     far = parse_float(dm.get(f"{{{DEPTHMAP}}}Far"), "Depth:Far")
     items = container_items(roots, len(data))
-    dn = decode_map(_item_bytes(data, items, dm.get(f"{{{DEPTHMAP}}}DepthURI", ""), "depth item"), "depth item")
+    depth_item = _item_bytes(data, items, dm.get(f"{{{DEPTHMAP}}}DepthURI", ""), "depth item")
+    dn = decode_map(depth_item, "depth item")
     disparity, depth = range_to_depth(dn, fmt, near, far)
     messages = [f"depth from the Dynamic Depth depth item ({fmt}, {dn.shape[1]}x{dn.shape[0]})"]
     original = None
@@ -123,7 +132,8 @@ def read_dynamic_depth(
             if p.get(f"{{{IMAGE}}}ItemSemantic") == "Original" and p.get(f"{{{IMAGE}}}ItemURI") in items:
                 original = p[f"{{{IMAGE}}}ItemURI"]
     if original is not None:
-        photo = load_embedded_photo(_item_bytes(data, items, original, "original image"), name, "original image")
+        original_item = _item_bytes(data, items, original, "original image")
+        photo = load_embedded_photo(original_item, name, "original image")
         messages.append("rendering the original-image item (the primary JPEG is already blurred)")
     else:
         photo = load_embedded_photo(data, name, "primary image")

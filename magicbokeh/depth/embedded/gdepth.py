@@ -58,11 +58,14 @@ def read_gdepth(
     dn = decode_map(encoded, "GDepth:Data depth map")
     messages = [f"depth from GDepth ({fmt}, {dn.shape[1]}x{dn.shape[0]})"]
     if props.get(f"{{{GIMAGE}}}Data"):
-        photo = load_embedded_photo(decode_base64(props[f"{{{GIMAGE}}}Data"], "GImage:Data"), name, "GImage:Data")
+        original = decode_base64(props[f"{{{GIMAGE}}}Data"], "GImage:Data")
+        photo = load_embedded_photo(original, name, "GImage:Data")
         messages.append("rendering the original photo from GImage:Data (the primary JPEG is already blurred)")
     else:
         photo = load_embedded_photo(primary, name, "primary image")
-        messages.append("no GImage:Data original: rendering the primary JPEG, which the phone may have blurred")
+        messages.append(
+            "no GImage:Data original: rendering the primary JPEG, which the phone may have blurred"
+        )
     disparity, depth = range_to_depth(dn, fmt, near, far)
     pw, ph = photo.size
     native = upright_map_for(disparity, orientation, pw, ph)

@@ -12,7 +12,8 @@ import numpy as np
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:
-    return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+    size = (2 * radius + 1, 2 * radius + 1)
+    return cv2.boxFilter(x, -1, size, normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
 def guided_upsample(

@@ -20,21 +20,30 @@ from .convert import orient_point, upright_map_for
 from .guided import upsample_map
 from .types import MAX_MAP_PIXELS, EmbeddedDepth, EmbeddedDepthError
 
-REPRESENTATIONS = {0: "uniform inverse depth", 1: "uniform disparity", 2: "uniform depth", 3: "non-uniform disparity"}
+REPRESENTATIONS = {
+    0: "uniform inverse depth",
+    1: "uniform disparity",
+    2: "uniform depth",
+    3: "non-uniform disparity",
+}
 
 
 def _open(data: bytes):
     try:
         import pillow_heif
     except ImportError:
-        raise EmbeddedDepthError("reading depth from HEIC photos needs pillow-heif (pip install pillow-heif).") from None
+        raise EmbeddedDepthError(
+            "reading depth from HEIC photos needs pillow-heif (pip install pillow-heif)."
+        ) from None
     try:
         return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
     except (ValueError, OSError, RuntimeError, SyntaxError) as exc:
         raise EmbeddedDepthError(f"cannot read the HEIC container ({exc}).") from None
 
 
-def subject_area_point(exif: bytes | None, stored_w: int, stored_h: int, orientation: int) -> tuple[float, float] | None:
+def subject_area_point(
+    exif: bytes | None, stored_w: int, stored_h: int, orientation: int
+) -> tuple[float, float] | None:
     """EXIF SubjectArea (0x9214: point, circle or rectangle centre in stored pixels), normalised
     and turned upright, or None when absent or outside the image."""
     if not exif:
@@ -51,6 +60,16 @@ def subject_area_point(exif: bytes | None, stored_w: int, stored_h: int, orienta
     if not (0 <= x < stored_w and 0 <= y < stored_h):
         return None
     return orient_point(x / stored_w, y / stored_h, orientation)
+
+
+def _original_orientation(info: dict) -> int:
+    """The EXIF/XMP orientation libheif applied (pillow-heif's rule), 1 when none; ``info`` is kept."""
+    import pillow_heif
+
+    try:
+        return int(pillow_heif.set_orientation(dict(info)) or 1)  # resets EXIF in the copy only
+    except Exception:  # malformed EXIF: the photo decoded upright anyway; only maps could be turned
+        return 1
 
 
 def read_heic_depth(data: bytes, name: str, *, guided: bool = True) -> EmbeddedDepth | None:
@@ -83,7 +102,7 @@ def read_heic_depth(data: bytes, name: str, *, guided: bool = True) -> EmbeddedD
         photo = load_photo(data, name=name)
     except MagicBokehError as exc:
         raise EmbeddedDepthError(str(exc)) from None
-    orientation = int(heif.info.get("original_orientation") or 1)
+    orientation = _original_orientation(heif.info)
     pw, ph = photo.size
     native = upright_map_for(normalise_disparity(value.astype(np.float32)), orientation, pw, ph)
     near = far = depth_native = None

@@ -56,7 +56,9 @@ def read_jpeg_metadata(data: bytes) -> JpegMetadata:
             elif body.startswith(XMP_EXTENSION):
                 head = len(XMP_EXTENSION)
                 if len(body) < head + 40:
-                    raise EmbeddedDepthError("malformed JPEG: an Extended XMP chunk is shorter than its header.")
+                    raise EmbeddedDepthError(
+                        "malformed JPEG: an Extended XMP chunk is shorter than its header."
+                    )
                 guid = body[head : head + 32].decode("ascii", "replace")
                 total, offset = struct.unpack(">II", body[head + 32 : head + 40])
                 meta.extended.append(ExtendedChunk(guid, total, offset, body[head + 40 :]))

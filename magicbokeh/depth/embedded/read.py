@@ -7,13 +7,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...images import _looks_like_heif
+from ...images import looks_like_heif
 from .dynamic_depth import has_dynamic_depth, read_dynamic_depth
 from .gdepth import has_gdepth, read_gdepth
 from .heic import read_heic_depth
 from .jpeg import is_jpeg, read_jpeg_metadata
 from .types import EmbeddedDepth, EmbeddedDepthError
-from .xmp import XMP_NOTE, parse_packet, simple_properties
+from .xmp import XMP_NOTE, assemble_extended, parse_packet, simple_properties
 
 GOOGLE_PHOTOS_NS = "{http://ns.google.com/photos/"
 
@@ -36,7 +36,7 @@ def _read_jpeg(data: bytes, name: str, guided: bool) -> EmbeddedDepth | None:
     if guid:
         google = any(k.startswith(GOOGLE_PHOTOS_NS) for k in props)
         try:
-            extended = parse_packet(_assemble(meta, guid), "Extended XMP packet")
+            extended = parse_packet(assemble_extended(meta.extended, guid), "Extended XMP packet")
         except EmbeddedDepthError:
             if google or has_gdepth(props) or has_dynamic_depth(roots):
                 raise
@@ -50,12 +50,6 @@ def _read_jpeg(data: bytes, name: str, guided: bool) -> EmbeddedDepth | None:
     if has_gdepth(props):
         return read_gdepth(props, data, name, orientation, guided=guided)
     return None
-
-
-def _assemble(meta, guid: str) -> bytes:
-    from .xmp import assemble_extended
-
-    return assemble_extended(meta.extended, guid)
 
 
 def read_embedded_depth(
@@ -88,7 +82,7 @@ def read_embedded_depth(
     else:
         data = bytes(source)
     name = name or "image"
-    if _looks_like_heif(data):
+    if looks_like_heif(data):
         return read_heic_depth(data, name, guided=guided)
     if is_jpeg(data):
         return _read_jpeg(data, name, guided)

@@ -103,9 +103,8 @@ def test_pyiqa_path_scores_per_image_and_per_set(fake_pyiqa: list, tmp_path: Pat
 
     lq, hq = tmp_path / "lq", tmp_path / "hq"
     for i in range(2):
-        img = textured(32, 40, seed=i)
-        save_png(lq / f"img{i}.png", img)
-        save_png(hq / f"img{i}.png", img)
+        save_png(lq / f"img{i}.png", textured(32, 40, seed=i))
+        save_png(hq / f"img{i}.png", textured(32, 40, seed=i + 10))  # a different image
     rc = eval_sr.main(["--lq", str(lq), "--hq", str(hq), "--backend", "classical", "-q",
                        "--metrics", "psnr,lpips,dists,musiq,fid"])
     assert rc == 0
@@ -122,6 +121,7 @@ def test_pyiqa_path_scores_per_image_and_per_set(fake_pyiqa: list, tmp_path: Pat
     musiq = np.mean([float(a[0].mean()) * 100 for n, a in per_image if n == "musiq"])
     header = [c.strip() for c in next(ln for ln in text.splitlines() if ln.startswith("| Method")).strip("|").split("|")]
     values = dict(zip(header, ["classical", *cells[1:]]))
+    assert lpips > 0.01  # output and reference differ, so swapped arguments would show
     assert values["LPIPS ↓"] == f"{lpips:.4f}"
     assert values["DISTS ↓"] == "unavailable"
     assert values["MUSIQ ↑"] == f"{musiq:.2f}"

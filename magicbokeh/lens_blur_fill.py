@@ -70,19 +70,20 @@ def hidden_band(
 _EDGE_TIE_PX = 1.5
 
 
-def fill_under(layer_rgba: np.ndarray, band: np.ndarray) -> None:
+def fill_under(light: np.ndarray, fill_occlusion: np.ndarray, band: np.ndarray) -> None:
     """Add, in place, an opaque surface of the layer's own extended colours where ``band`` > 0.
 
-    ``layer_rgba`` is (h, w, 6): premultiplied colour (0-2), coverage (3), the members' occlusion
-    (4) and the fill's occlusion (5), which is kept apart because the fill lies behind nearer
-    pixels whose own occlusion already counts (see :mod:`magicbokeh.lens_blur`). ``band`` (h, w)
-    float32 in [0, 1] holds no member pixels of the layer (it is nearer), so coverage stays <= 1.
+    ``light`` is the layer's (h, w, 4) premultiplied colour (0-2) and coverage (3);
+    ``fill_occlusion`` (h, w) receives the fill's occlusion, kept apart from the members' because
+    the fill lies behind nearer pixels whose own occlusion already counts (see
+    :mod:`magicbokeh.lens_blur`). ``band`` (h, w) float32 in [0, 1] holds no member pixels of the
+    layer (it is nearer), so coverage stays <= 1.
     """
     if not band.any():
         return
-    filled = _push_pull(np.ascontiguousarray(layer_rgba[..., :4]))  # opaque: coverage 1
-    layer_rgba[..., :4] += cv2.multiply(filled, channels(band, 4))
-    layer_rgba[..., 5] += band * filled[..., 3]
+    filled = _push_pull(np.ascontiguousarray(light))  # opaque: coverage 1
+    light += cv2.multiply(filled, channels(band, 4))
+    fill_occlusion += band * filled[..., 3]
 
 
 def _push_pull(rgba: np.ndarray) -> np.ndarray:

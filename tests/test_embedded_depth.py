@@ -56,6 +56,8 @@ def test_heic_depth_matches_upstream_decode_exactly(phone):
     # EXIF SubjectArea (2003, 1506, 2209, 1327): centre of the metering/focus rectangle.
     assert result.focus_point == pytest.approx((2003 / 4032, 1506 / 3024))
     assert result.focus_source == "EXIF SubjectArea"
+    fx, fy = int(2003 / 4032 * 768), int(1506 / 3024 * 576)
+    assert result.focus_disparity() == pytest.approx(float(np.median(expected[fy - 2 : fy + 3, fx - 2 : fx + 3])), abs=0.03)
     # The upsampled map, averaged back to the stored size, is the stored map up to edge detail.
     back = cv2.resize(result.disparity, (768, 576), interpolation=cv2.INTER_AREA)
     assert np.abs(back - expected).mean() < 0.02
@@ -100,6 +102,8 @@ def test_gdepth_lens_blur_sample(phone):
     assert d_ref == pytest.approx(26.5176, abs=0.01)
     assert result.depth_native[int(y * h), int(x * w)] == pytest.approx(d_ref, rel=1e-5)
     assert result.focus_distance == pytest.approx(26.517597)
+    # The focus preset from FocalDistance is the map's disparity at the focal point.
+    assert result.focus_disparity() == pytest.approx(expected[int(y * h), int(x * w)], abs=0.005)
     # The photo is GImage:Data (the unblurred original), not the phone-blurred primary JPEG.
     original = base64.b64decode(re.search(r'GImage:Data="([^"]+)"', extended).group(1))
     orig_rgb = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"), np.float32) / 255.0

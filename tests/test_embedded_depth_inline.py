@@ -46,6 +46,8 @@ def test_gdepth_range_linear_jpeg_depth_in_many_chunks_lowercase_guid():
     np.testing.assert_allclose(result.disparity_native, _minmax(1 / depth), atol=1e-5)
     np.testing.assert_allclose(result.depth_native, depth, rtol=1e-5)
     assert result.focus_point == pytest.approx((0.25, 0.75)) and result.focus_distance == 14.0
+    # Closed form: the map spans Near..Far, so the focus disparity is (1/14 - 1/50) / (1/2 - 1/50).
+    assert result.focus_disparity() == pytest.approx((1 / 14 - 1 / 50) / (1 / 2 - 1 / 50), abs=0.01)
     original = np.asarray(Image.open(io.BytesIO(jpeg(_scene(seed=1)))), np.float32) / 255
     np.testing.assert_array_equal(result.photo.rgb, original)
 

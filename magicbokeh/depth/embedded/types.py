@@ -74,6 +74,26 @@ class EmbeddedDepth:
         """A human-readable name of the format for the status line."""
         return FORMAT_NAMES.get(self.format, self.format)
 
+    def focus_disparity(self) -> float | None:
+        """The normalised disparity (1 = near) to focus on, or None without a focus hint.
+
+        From ``focus_distance`` when the file gives one (exact: the normalised disparity is
+        ``minmax(1 / depth)`` for every supported format), else the median of ``disparity`` in a
+        small window around ``focus_point``.
+        """
+        if self.focus_distance and self.depth_native is not None:
+            inv = 1.0 / self.depth_native.astype(np.float64)
+            lo, hi = float(inv.min()), float(inv.max())
+            if hi > lo:
+                return float(np.clip((1.0 / self.focus_distance - lo) / (hi - lo), 0.0, 1.0))
+        if self.focus_point is None:
+            return None
+        h, w = self.disparity.shape
+        x = min(int(self.focus_point[0] * w), w - 1)
+        y = min(int(self.focus_point[1] * h), h - 1)
+        r = max(1, round(max(h, w) / 200))
+        return float(np.median(self.disparity[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]))
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts: format, representation, near/far, units, sizes, focus."""
         h, w = self.disparity_native.shape
@@ -89,5 +109,6 @@ class EmbeddedDepth:
             "focus_point": list(self.focus_point) if self.focus_point else None,
             "focus_distance": self.focus_distance,
             "focus_source": self.focus_source,
+            "focus_disparity": self.focus_disparity(),
             "has_confidence": self.confidence is not None,
         }

@@ -65,7 +65,6 @@ def render_lens_blur(
     fill_hidden: bool = True,
     progress: ProgressCallback | None = None,
     half_res_radius_px: float = HALF_RES_RADIUS_PX,
-    lowres_radius_px: float | None = None,
 ) -> np.ndarray:
     """Render lens blur on a photo with a disparity map.
 
@@ -84,8 +83,6 @@ def render_lens_blur(
         half_res_radius_px: layers blurred by at least this many pixels are blurred on a grid
             twice coarser (2 x 2 box average, disc of half the radius, bilinear back): a quarter
             of the cost, and the rim stays within ~1.5 px (``inf``: all at full resolution).
-        lowres_radius_px: accepted for compatibility and ignored (coarser grids than 2x softened
-            the rims of large bokeh discs to several pixels).
 
     Returns:
         (H, W, 3) float32 sRGB in [0, 1]. ``k == 0`` returns an exact copy of ``image``.

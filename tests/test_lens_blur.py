@@ -56,7 +56,7 @@ def test_polygon_orientation_matches_naive_scatter_exactly():
     img = textured(40, 48, seed=3)
     disp = np.full((40, 48), 0.8, np.float32)
     for aperture in (DiskAperture(), PolygonAperture(5, 17.0)):
-        fast = render_lens_blur(img, disp, 0.5, 20, aperture=aperture, lowres_radius_px=math.inf)
+        fast = render_lens_blur(img, disp, 0.5, 20, aperture=aperture, half_res_radius_px=math.inf)
         slow = naive_scatter(img, disp, 0.5, 20, aperture=aperture)
         assert np.abs(fast - slow).max() < 1e-4
 

@@ -2,9 +2,10 @@
 
 The scene is cut into depth layers one pixel of blur radius apart (signed circle-of-confusion
 radius ``K * (d - f)``). Pixels between two layer radii are split linearly between them, which
-keeps blur continuous. Each layer's premultiplied colour, coverage and occlusion are blurred at
-full resolution with the aperture kernel of its radius (so a bokeh disc keeps a one-pixel
-anti-aliased rim at any size) and composited front to back:
+keeps blur continuous. Each layer's premultiplied colour, coverage and occlusion are blurred with
+the aperture kernel of its radius, at full resolution below :data:`HALF_RES_RADIUS_PX` and on a
+grid only twice coarser above it, so a bokeh disc keeps a hard rim (50 % to 10 % within about
+1.5 px) at any size, and composited front to back:
 
 * A layer's light reaches the sensor through the transmittance ``clip(1 - S, 0, 1)``, where ``S``
   is the summed blurred occlusion of the layers in front of it. Visible pixels partition the image,

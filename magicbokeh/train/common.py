@@ -6,7 +6,7 @@ Checkpoint layout (one folder per saved step, inside a run's output folder)::
       checkpoint-500/          complete: has the COMPLETE marker, written last
         COMPLETE               JSON {"step": 500, "time": ...}
         ...                    whatever the trainer saved (weights, accelerate state, progress)
-      checkpoint-1000.tmp-<id> half-written (the run stopped while saving): never resumed from
+      checkpoint-1000.tmp     half-written (the run stopped while saving): never resumed from
       metrics.jsonl            one JSON object per line
 
 A checkpoint is written into a temporary sibling folder, the marker is written last, and the folder

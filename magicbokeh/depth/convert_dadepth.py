@@ -16,13 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import hub
 from ..errors import MagicBokehError, preview_names
+from ..publish import publish_text, publish_folder
 from .sources import DADEPTH_FILENAME, checkpoint_hub_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +34,8 @@ logger = logging.getLogger(__name__)
 CONVERSION_FORMAT = 1
 ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
 _COMPLETE_MARKER = "conversion.json"
+#: What a conversion writes: a folder holding only these may be replaced by a new conversion.
+CONVERTED_FILES = frozenset({"config.json", "model.safetensors", "preprocessor_config.json", _COMPLETE_MARKER})
 
 #: The official checkpoint's architecture: DepthAnythingV2(encoder="vitl", features=256,
 #: out_channels=[256, 512, 1024, 1024]) with DINOv2 ViT-L/14 at 518 px (official-model.md §6).
@@ -234,7 +235,8 @@ def read_upstream_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor
     if not path.is_file():
         raise MagicBokehError(f"checkpoint {path} not found.")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs the zip format of torch.save; older (legacy-format) files load without it.
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         # torch's message names the refused global, e.g. "Unsupported global: GLOBAL posix.system".
         import re
@@ -260,7 +262,20 @@ def read_upstream_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor
         state[key[len("module."):] if key.startswith("module.") else key] = value
     if not state:
         raise MagicBokehError(f"{path.name} holds no tensors.")
+    check_finite(state, path.name)
     return state
+
+
+def check_finite(state: Mapping[str, "torch.Tensor"], label: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged or corrupted training run), naming them."""
+    import torch
+
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise MagicBokehError(
+            f"{label} holds NaN or infinite weights in {len(bad)} tensor(s): {preview_names(bad, quote=False)}; "
+            "the checkpoint is corrupted or from a diverged training run."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +315,7 @@ def convert_dadepth(
     out_dir: str | os.PathLike,
     *,
     config: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Convert an upstream Depth Anything V2 ``.pth`` into a transformers folder.
 
@@ -308,32 +324,57 @@ def convert_dadepth(
         out_dir: the folder to write (``config.json``, ``model.safetensors``,
             ``preprocessor_config.json``); replaced only once the new one is complete and verified.
         config: a transformers ``config.json`` for other model sizes; default the ViT-L config.
+        overwrite: replace an ``out_dir`` that holds other files (see :func:`check_output_folder`).
 
     Returns:
         ``out_dir``.
 
     Raises:
-        MagicBokehError: unreadable or hostile file, missing/unexpected keys, or a tensor whose shape
-            does not match the config (named). Nothing that looks complete is left in ``out_dir``.
+        MagicBokehError: an ``out_dir`` that may not be replaced, an unreadable or hostile file,
+            NaN/inf weights, missing/unexpected keys, or a tensor whose shape does not match the
+            config (named). Checked before anything is written; a failure leaves ``out_dir`` as it was.
     """
-    cfg = load_config(config)
-    state = convert_state_dict(read_upstream_checkpoint(resolve_checkpoint_file(os.fspath(src))), cfg)
     out = Path(out_dir).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    pth = resolve_checkpoint_file(os.fspath(src))
+    check_output_folder(out, pth, overwrite=overwrite)
+    cfg = load_config(config)
+    state = convert_state_dict(read_upstream_checkpoint(pth), cfg)
+    with publish_folder(out) as tmp:
         _write_folder(tmp, state, cfg)
         count = len(state)
         del state  # the verification load below is the memory peak; don't hold a second copy
         verify_folder(tmp)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("converted %s -> %s (%d tensors)", src, out, count)
     return out
+
+
+def check_output_folder(out: Path, source: Path, *, overwrite: bool = False) -> None:
+    """Refuse an output folder whose replacement would lose a user's files.
+
+    Always refused: an existing file, the current folder or one of its parents, and a folder
+    holding the source checkpoint. A non-empty folder is replaced only when it holds nothing but an
+    earlier conversion's files (:data:`CONVERTED_FILES`), or with ``overwrite``.
+    """
+    resolved = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise MagicBokehError(f"{str(out)!r} is a file; the output must be a folder (new, empty or an earlier conversion).")
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path(resolved.anchor):
+        raise MagicBokehError(
+            f"refusing to replace {str(out)!r}: it is the current folder or one of its parents; name a new folder."
+        )
+    if resolved == source.resolve().parent or resolved in source.resolve().parents:
+        raise MagicBokehError(
+            f"refusing to replace {str(out)!r}: it holds the source checkpoint {source.name}; name a new folder."
+        )
+    if not out.is_dir() or overwrite:
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in CONVERTED_FILES)
+    if others:
+        raise MagicBokehError(
+            f"{str(out)!r} is not empty and not an earlier conversion (it holds {preview_names(others)}); "
+            "name a new or empty folder, or pass --overwrite to replace it."
+        )
 
 
 def _write_folder(folder: Path, state: Mapping[str, "torch.Tensor"], cfg: "DepthAnythingConfig") -> None:
@@ -405,5 +446,5 @@ def converted_folder(src: str | os.PathLike, *, config: str | os.PathLike | None
     if (folder / _COMPLETE_MARKER).is_file():
         return folder
     convert_dadepth(pth, folder, config=config)
-    (folder / _COMPLETE_MARKER).write_text(json.dumps({"source": str(pth), "format": CONVERSION_FORMAT}) + "\n")
+    publish_text(folder / _COMPLETE_MARKER, json.dumps({"source": str(pth), "format": CONVERSION_FORMAT}) + "\n")
     return folder

@@ -112,7 +112,7 @@ def test_config_that_does_not_match_the_weights_names_the_tensor(official_tiny: 
     out.mkdir()
     (out / "keep.txt").write_text("previous content")
     with pytest.raises(MagicBokehError, match=r"do not match the config.*(neck|head)"):
-        convert_dadepth(official_tiny / "dadepth_tiny.pth", out, config=bad)
+        convert_dadepth(official_tiny / "dadepth_tiny.pth", out, config=bad, overwrite=True)
     # The previous folder is untouched and no half-written conversion is left beside it.
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []

@@ -1,6 +1,6 @@
 """Render every example of the app through the CLI at two commits and compare the files byte for byte.
 
-    python bench/compare_examples.py --old 8177189 --new HEAD [--pin-renderer 8177189] [--sweeps]
+    python bench/compare_examples.py --old 8177189 --new HEAD [--pin-renderer 8177189] [--sweeps] [--app]
 
 Each commit is checked out into a temporary ``git worktree`` (the working tree is never touched)
 and run with this interpreter (``python -m magicbokeh``, offline: ``HF_HUB_OFFLINE=1``). Every
@@ -8,6 +8,8 @@ example of ``app.py``'s ``EXAMPLES`` (read from the new commit with ``ast``, ski
 missing on either side) is rendered with its focus point, K, disparity map and highlight boost
 (classical backend, as the app's examples), writing the result, the disparity map used and the
 defocus map. With ``--sweeps`` each example also gets a 4-frame aperture sweep (frames as PNGs).
+With ``--app`` each example is also rendered by the app's own example handler, in process, and its
+(before, after) images and disparity view are saved as PNGs (needs gradio).
 
 ``--pin-renderer COMMIT`` puts the classical renderer's files (:data:`RENDERER_FILES`) of COMMIT
 into both worktrees, so a deliberate change of the renderer's pixels between the two commits does
@@ -67,6 +69,31 @@ def render_all(tree: Path, rows: list[tuple], out: Path, sweeps: bool) -> None:
                             "-o", str(out / f"{stem}_sweep")], cwd=tree, env=env, check=True)
 
 
+#: Runs in a worktree: the app's example handler (module function before the renovation, a method of
+#: ``app.handlers`` after) on every example, its images saved as PNGs.
+APP_SNIPPET = """
+import sys, numpy as np
+from pathlib import Path
+from PIL import Image
+import app
+out = Path(sys.argv[1])
+handler = getattr(getattr(app, "handlers", None), "render_example", None) or app.render_example
+for name, x, y, k, disparity, boost, _ in eval(sys.argv[2]):
+    disp = str(app.EXAMPLES_DIR / disparity) if disparity else None
+    (before, after), _, view, *_ = handler(Image.open(app.EXAMPLES_DIR / name), x, y, k, disp, boost)
+    stem = f"{Path(name).stem}_{x}_{y}_K{k}_app"
+    for tag, arr in (("before", before), ("after", after), ("view", view)):
+        Image.fromarray(np.asarray(arr)).save(out / f"{stem}_{tag}.png")
+"""
+
+
+def render_app(tree: Path, rows: list[tuple], out: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_EXAMPLES_CACHE": str(out / ".cache" / "examples"), "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", APP_SNIPPET, str(out), repr(rows)], cwd=tree, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -77,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", default="HEAD", help="commit after (default HEAD)")
     p.add_argument("--pin-renderer", metavar="COMMIT", help="use this commit's classical renderer on both sides")
     p.add_argument("--sweeps", action="store_true", help="also compare a 4-frame aperture sweep per example")
+    p.add_argument("--app", action="store_true", help="also render through the app's example handler")
     p.add_argument("--keep", metavar="DIR", help="keep the rendered files here")
     args = p.parse_args(argv)
 
@@ -101,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         for side in trees:
             outs[side].mkdir(parents=True, exist_ok=True)
             render_all(trees[side], rows, outs[side], args.sweeps)
+            if args.app:
+                render_app(trees[side], rows, outs[side])
         names = sorted({p.relative_to(outs[s]) for s in outs for p in outs[s].rglob("*.png")
                         if ".cache" not in p.parts})
         differ = 0

@@ -1,31 +1,23 @@
-"""Partial-occlusion fill: the classical renderer against the thin-lens ray tracer, and its speed.
+"""Partial occlusion: the classical renderer against the thin-lens ray tracer.
 
-1. Quality. Three-layer procedural scenes (a textured far plane, a textured disc and a nearer
-   textured disc, complete RGBA layers: ``tests/layered_scenes.py: three_layer_scene``) are
-   composited all-in-focus with their visible disparity, rendered by the classical renderer
-   (baseline = the renderer before the fill, loaded from git; new without and with the fill) and
-   by the ray tracer (``magicbokeh.data.raytrace.render_thin_lens``, the ground truth), focused on
-   each layer in turn. PSNR (sRGB) overall / away from occlusion edges / near them; "near" = within
-   the CoC radius (+1 px) of a depth discontinuity (``occlusion_edge_masks``), a frame margin of
-   the largest CoC radius + 2 px excluded everywhere.
-2. Speed. 1 MP, K = 32, each ``bench_classical`` scene, the three-layer scene at 1 MP and a
-   terraced scene (depth edges in every layer, the fill's worst case): baseline vs new, runs
-   interleaved, median of --runs, ratio measured in the same run.
+Three-layer procedural scenes (a textured far plane, a textured disc and a nearer textured disc,
+complete RGBA layers: ``three_layer_scene`` in tests/layered_scenes.py) are composited all-in-focus
+with their visible disparity, rendered by the classical renderer (before = --baseline, loaded from
+git; after = the working tree, with and without the fill) and by the ray tracer
+(``magicbokeh.data.raytrace.render_thin_lens``, the ground truth), focused on each layer in turn.
+PSNR (sRGB) overall / away from occlusion edges / near them; "near" = within the CoC radius (+1 px)
+of a depth discontinuity (``occlusion_edge_masks``), a frame margin of the largest CoC radius + 2 px
+excluded everywhere. Speed: ``bench/bench_classical.py``.
 
-Usage: python bench/bench_fill.py [--size 256] [--seeds 3] [--runs 7] [--threads 2]
-       [--baseline COMMIT] [--out bench/results_fill.md]
+Usage: python bench/bench_fill.py [--size 256] [--seeds 3] [--baseline COMMIT] [--out bench/results_fill.md]
+Results go into a marked block of --out; anything outside the block (notes) is kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import statistics
-import subprocess
 import sys
-import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -35,44 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # layered_scenes: test material, not the core
 
-#: The last commit before the fill (renderer and apertures as they were).
-BASELINE = "a7ae040"
 FOCI = {"far": 0.1, "middle": 0.5, "near": 0.9}
-
-
-def load_baseline(commit: str) -> types.ModuleType:
-    """The renderer module (with its aperture kernels) as of ``commit``, read with ``git show``."""
-    import magicbokeh
-
-    def module(name: str) -> types.ModuleType:
-        src = subprocess.run(
-            ["git", "show", f"{commit}:magicbokeh/{name}.py"], cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout
-        spec = importlib.util.spec_from_loader(f"magicbokeh._baseline_{name}", loader=None)
-        mod = importlib.util.module_from_spec(spec)
-        mod.__package__ = "magicbokeh"  # relative imports resolve to today's package
-        sys.modules[spec.name] = mod  # dataclasses look their module up there
-        exec(compile(src, f"{commit}:{name}.py", "exec"), mod.__dict__)
-        return mod
-
-    apertures = module("apertures")
-    lens_blur = module("lens_blur")
-    lens_blur.DiskAperture = apertures.DiskAperture  # the baseline's own (untrimmed) kernels
-    assert magicbokeh is not None
-    return lens_blur
-
-
-def median_times(fns: dict, runs: int, clock=time.perf_counter) -> dict[str, float]:
-    """Median seconds per function, the functions run interleaved so load changes hit all alike."""
-    for fn in fns.values():
-        fn()  # warm-up (kernel caches, allocator)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def quality(size: int, seeds: int, k: float, old) -> list[str]:
@@ -87,9 +42,9 @@ def quality(size: int, seeds: int, k: float, old) -> list[str]:
             truth = render_thin_lens(layers, focus, k)
             interior, near = occlusion_edge_masks(disparity, focus, k)
             renders = {
-                "baseline (before the fill)": old.render_lens_blur(image, disparity, focus, k),
-                "new, fill_hidden=False": render_lens_blur(image, disparity, focus, k, fill_hidden=False),
-                "new (fill)": render_lens_blur(image, disparity, focus, k),
+                "before": old.render_lens_blur(image, disparity, focus, k),
+                "after, fill_hidden=False": render_lens_blur(image, disparity, focus, k, fill_hidden=False),
+                "after": render_lens_blur(image, disparity, focus, k),
             }
             for method, out in renders.items():
                 scores = [psnr(out, truth, interior), psnr(out, truth, interior & ~near), psnr(out, truth, interior & near)]
@@ -109,80 +64,32 @@ def quality(size: int, seeds: int, k: float, old) -> list[str]:
     return lines
 
 
-def speed(runs: int, old, threads: int) -> list[str]:
-    from bench_classical import scenes
-
-    from magicbokeh.lens_blur import render_lens_blur
-    from layered_scenes import three_layer_scene
-
-    cases = dict(scenes(1024, 1024))
-    _, image, disparity = three_layer_scene(1024, 0)
-    cases["three layers (depth edges)"] = (image, disparity)
-    # The fill's worst case: the cluttered field cut into 9 depth steps, edges in every layer.
-    img, clutter = cases["cluttered (worst case)"]
-    cases["terraced: 9 depth steps (fill everywhere)"] = (img, (np.round(clutter * 8) / 8).astype(np.float32))
-    import cv2
-
-    lines = [
-        f"| scene, 1 MP, K = 32, focus 0.5 | baseline, wall ({threads} threads) | new (fill), wall | new / baseline, wall "
-        "| baseline, CPU (1 thread) | new, CPU | new / baseline, CPU |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, (img, disp) in cases.items():
-        fns = {
-            "old": lambda: old.render_lens_blur(img, disp, 0.5, 32),
-            "new": lambda: render_lens_blur(img, disp, 0.5, 32),
-        }
-        cv2.setNumThreads(threads)
-        wall = median_times(fns, runs)
-        # CPU time of one thread: the work done, much less sensitive to other jobs on the cores.
-        cv2.setNumThreads(1)
-        cpu = median_times(fns, runs, clock=time.process_time)
-        cv2.setNumThreads(threads)
-        lines.append(
-            f"| {name} | {wall['old']:.3f} s | {wall['new']:.3f} s | {wall['new'] / wall['old']:.2f} "
-            f"| {cpu['old']:.3f} s | {cpu['new']:.3f} s | {cpu['new'] / cpu['old']:.2f} |"
-        )
-        print(lines[-1], file=sys.stderr)
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--k", type=float, default=24.0)
-    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--baseline", default=BASELINE)
-    parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--baseline", default=None, help="default: bench_classical.BASELINE")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results_fill.md")))
     args = parser.parse_args()
     import cv2
 
-    from bench_classical import machine
+    from bench_classical import BASELINE, load_baseline, machine, write_block
 
+    baseline = args.baseline or BASELINE
     cv2.setNumThreads(args.threads)
-    old = load_baseline(args.baseline)
+    old = load_baseline(baseline)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        f"Machine: {machine()}; OpenCV threads: {args.threads}; baseline: {args.baseline}; "
-        f"load average at start (1/5/15 min): {load} (other jobs share the cores).",
+        f"Machine: {machine()}; OpenCV threads: {args.threads}; before = commit {baseline}, after = the "
+        f"working tree; load average at start (1/5/15 min): {load}.",
         "",
     ]
-    if not args.skip_quality:
-        lines += quality(args.size, args.seeds, args.k, old) + [""]
-    if not args.skip_speed:
-        lines += [
-            f"Median of {args.runs} interleaved runs (baseline and new alternate, so load hits both alike); "
-            "wall-clock time with OpenCV's threads, and CPU time (process time) with one thread.",
-            "",
-        ]
-        lines += speed(args.runs, old, args.threads)
+    lines += quality(args.size, args.seeds, args.k, old)
     text = "\n".join(lines)
     print(text)
-    Path(args.out).write_text(text + "\n")
+    write_block(Path(args.out), text)
 
 
 if __name__ == "__main__":

@@ -252,11 +252,17 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def save_png(path: str | Path, rgb_or_gray: np.ndarray, *, bits: int = 8) -> Path:
-    """Write a float [0, 1] image (H, W, 3) or map (H, W) as an 8- or 16-bit PNG."""
+    """Write a float [0, 1] image (H, W, 3) or map (H, W) as an 8- or 16-bit image, atomically.
+
+    The format follows the suffix (PNG normally). The file is written under a temporary name in the
+    same folder and renamed into place (:mod:`magicbokeh.publish`), so a failed write (full disk,
+    read-only folder) leaves any previous ``path`` untouched and raises MagicBokehError.
+    """
     import cv2
 
+    from .publish import publish_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.clip(np.asarray(rgb_or_gray, np.float32), 0.0, 1.0)
     if bits == 16:
         out = (arr * 65535.0 + 0.5).astype(np.uint16)
@@ -264,8 +270,14 @@ def save_png(path: str | Path, rgb_or_gray: np.ndarray, *, bits: int = 8) -> Pat
         out = (arr * 255.0 + 0.5).astype(np.uint8)
     if out.ndim == 3:
         out = out[..., ::-1]  # OpenCV writes BGR
-    if not cv2.imwrite(str(path), np.ascontiguousarray(out)):
-        raise MagicBokehError(f"cannot write {str(path)!r}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with publish_file(path) as tmp:
+            if not cv2.imwrite(str(tmp), np.ascontiguousarray(out)):
+                raise MagicBokehError(f"cannot write {str(path)!r} (no space left, or no writer for "
+                                      f"'{path.suffix}').")
+    except OSError as exc:
+        raise MagicBokehError(f"cannot write {str(path)!r}: {exc.strerror or exc}.") from None
     return path
 
 

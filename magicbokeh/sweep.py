@@ -36,6 +36,7 @@ from .errors import MagicBokehError
 from .focus import check_k
 from .images import to_uint8
 from .notes import warning
+from .publish import publish_file, publish_folder
 from .request import RenderRequest
 
 logger = logging.getLogger(__name__)
@@ -311,6 +312,10 @@ def prepare_output(path: str | Path) -> str:
     if kind == "folder":
         if path.exists() and not path.is_dir():
             raise MagicBokehError(f"cannot write frames to {str(path)!r}: it is a file, not a folder.")
+        cwd = Path.cwd().resolve()
+        if path.resolve() == cwd or path.resolve() in cwd.parents:
+            raise MagicBokehError(f"cannot write frames to {str(path)!r}: it is the current folder; "
+                                  "name a new folder for the frames.")
         _check_writable(path, f"frames to {str(path)!r}")
         others = sorted(p.name for p in path.iterdir() if not FRAME_PATTERN.fullmatch(p.name))
         if others:
@@ -359,10 +364,11 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DE
     images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
     duration = max(int(round(1000.0 / check_fps(fps))), 20)
     try:
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
-                       duration=duration, loop=0)
+        with publish_file(path) as tmp:  # a failed write never leaves a truncated GIF
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                           duration=duration, loop=0)
     except OSError as exc:
-        raise MagicBokehError(f"cannot write {str(path)!r}: {exc}") from None
+        raise MagicBokehError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     return path
 
 
@@ -376,12 +382,13 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DE
     h, w = frames[0].shape[:2]
     pad = ((0, h % 2), (0, w % 2), (0, 0))
     try:
-        writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=check_fps(fps),
-                                    codec="libx264", pixelformat="yuv420p", macro_block_size=2,
-                                    quality=8)
-        with writer:
-            for frame in frames:
-                writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
+        with publish_file(path) as tmp:
+            writer = imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=check_fps(fps),
+                                        codec="libx264", pixelformat="yuv420p", macro_block_size=2,
+                                        quality=8)
+            with writer:
+                for frame in frames:
+                    writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
     except (OSError, RuntimeError, ValueError) as exc:
         raise MagicBokehError(f"cannot write {str(path)!r}: {exc}") from None
     return path
@@ -390,18 +397,19 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DE
 def write_frames(frames: Sequence[np.ndarray], folder: str | Path) -> list[Path]:
     """The frames as ``frame_000.png``, ``frame_001.png``, … (zero-padded to at least 3 digits).
 
-    Frames of an earlier sweep in the folder are removed first, so it holds exactly these.
+    The folder is published whole (:func:`magicbokeh.publish.publish_folder`): it replaces an earlier
+    sweep's frames only once every new frame is written, so it holds exactly these frames, or,
+    after a failure, exactly the previous ones.
     """
     from .images import save_png
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        if FRAME_PATTERN.fullmatch(old.name):
-            old.unlink()
     digits = max(3, len(str(len(frames) - 1)))
-    return [save_png(folder / f"frame_{i:0{digits}d}.png", frame.astype(np.float32) / 255.0)
-            for i, frame in enumerate(frames)]
+    names = [f"frame_{i:0{digits}d}.png" for i in range(len(frames))]
+    with publish_folder(folder) as tmp:
+        for name, frame in zip(names, frames):
+            save_png(tmp / name, frame.astype(np.float32) / 255.0)
+    return [folder / name for name in names]
 
 
 def save_sweep(frames: Sequence[np.ndarray], path: str | Path, *, fps: float = DEFAULT_FPS) -> list[Path]:

@@ -23,6 +23,17 @@ from .settings import BLADES_RANGE, FOCAL_RANGE_MAX, K_DEFAULT
 APERTURE_SHAPES = ("circle", "polygon")
 
 
+def _finite(value: Any, what: str) -> float:
+    """``value`` as a finite float, else MagicBokehError naming ``what`` (NaN/inf never reach a renderer)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MagicBokehError(f"{what} must be a number; got {value!r}.") from None
+    if not np.isfinite(number):
+        raise MagicBokehError(f"{what} must be a finite number; got {number!r}.")
+    return number
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """Run-time settings shared by every backend.
@@ -50,7 +61,7 @@ class RenderSettings:
     def checked(self) -> "RenderSettings":
         """Validate every field; raise MagicBokehError naming the bad value and the valid range."""
         check_k(self.k)
-        if not (0.0 <= float(self.focal_range) <= FOCAL_RANGE_MAX):
+        if not (0.0 <= _finite(self.focal_range, "focal range") <= FOCAL_RANGE_MAX):
             raise MagicBokehError(
                 f"focal range {self.focal_range:g} is outside [0, {FOCAL_RANGE_MAX:g}] (disparity units)."
             )
@@ -60,6 +71,7 @@ class RenderSettings:
             )
         if not (BLADES_RANGE[0] <= int(self.blades) <= BLADES_RANGE[1]):
             raise MagicBokehError(f"blades={self.blades} is outside [{BLADES_RANGE[0]}, {BLADES_RANGE[1]}].")
+        _finite(self.rotation_deg, "aperture rotation (degrees)")
         return self
 
     def backend_call_options(self) -> dict[str, Any]:
@@ -91,7 +103,7 @@ class Focus:
     @classmethod
     def point(cls, x: float, y: float, *, parity: bool = False) -> "Focus":
         """Focus at pixel (x = column, y = row) of the upright photo; ``parity`` = official demo."""
-        return cls(kind="point", x=float(x), y=float(y), parity=parity)
+        return cls(kind="point", x=_finite(x, "focus x"), y=_finite(y, "focus y"), parity=parity)
 
     @classmethod
     def mask(cls, mask: Any, *, parity: bool = False) -> "Focus":

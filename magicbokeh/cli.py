@@ -261,6 +261,54 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
     return info
 
 
+def _files_in(spec: Any) -> list[Path]:
+    """The input files a --depth / --focus-mask value names: one file, a folder's files, or none."""
+    if spec is None or not isinstance(spec, str):
+        return []
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.iterdir() if p.is_file()]
+    return []
+
+
+def check_render_args(args: argparse.Namespace) -> None:
+    """Everything about a render that can be checked without loading anything: option values
+    (NaN/inf), output suffixes, outputs that would overwrite an input or each other, and whether
+    the output folders are writable. For a folder input ``args.images`` must be set."""
+    from .output_paths import (IMAGE_OUTPUT_SUFFIXES, MAP_OUTPUT_SUFFIXES, check_no_clash, check_suffix,
+                               check_unique_stems, check_writable_folder)
+
+    from .processing import check_max_side
+
+    settings_from_args(args, args.k).checked()
+    focus_from_args(args)  # a NaN focus point is refused here
+    check_max_side(args.max_side)
+    images: list[Path] | None = getattr(args, "images", None)
+    inputs = [*_files_in(depth_from_args(args)), *_files_in(args.focus_mask)]
+    if images is None:
+        check_suffix(args.output, IMAGE_OUTPUT_SUFFIXES, "-o")
+        for flag in ("save_depth", "save_defocus"):
+            if getattr(args, flag):
+                check_suffix(getattr(args, flag), MAP_OUTPUT_SUFFIXES, "--" + flag.replace("_", "-"))
+        check_no_clash([args.image, *inputs], [("-o", args.output), ("--save-depth", args.save_depth),
+                                               ("--save-defocus", args.save_defocus)])
+        folders = {Path(p).expanduser().parent for p in (args.output, args.save_depth, args.save_defocus) if p}
+    else:
+        check_unique_stems(images)
+        outputs = []
+        for image in images:
+            for flag, folder in (("-o", args.output), ("--save-depth", args.save_depth),
+                                 ("--save-defocus", args.save_defocus)):
+                if folder:
+                    outputs.append((f"{flag} for {image.name}", Path(folder) / f"{image.stem}.png"))
+        check_no_clash([*images, *inputs], outputs)
+        folders = {Path(p).expanduser() for p in (args.output, args.save_depth, args.save_defocus) if p}
+    for folder in sorted(folders):
+        check_writable_folder(folder, "the output")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .images import IMAGE_SUFFIXES
 
@@ -272,7 +320,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         out_dir = Path(args.output)
         if out_dir.suffix.lower() in IMAGE_SUFFIXES:
             raise MagicBokehError("for a folder input, -o must be an output folder, not a file.")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        args.images = images
+        check_render_args(args)
         from tqdm import tqdm
 
         results, failures = [], []
@@ -285,6 +334,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"results": results, "failures": failures}, indent=2))
         return EXIT_BAD_INPUT if failures else 0
+    args.images = None
+    check_render_args(args)
     info = _render_one(args, source, Path(args.output), in_folder=False)
     if args.json:
         print(json.dumps(info, indent=2))

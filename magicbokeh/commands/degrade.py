@@ -57,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         raise MagicBokehError(f"-o must name a .png file (lossless, so no extra JPEG); got {str(output)!r}.")
     if args.seed is not None and args.seed < 0:
         raise MagicBokehError(f"--seed must be a non-negative integer; got {args.seed}.")
+    if not (1.0 <= args.scale <= _MAX_SCALE):  # also refuses NaN
+        raise MagicBokehError(f"scale must be in [1, {_MAX_SCALE}] (4 = Real-ESRGAN x4); got {args.scale:g}.")
+    from ..output_paths import check_no_clash, check_writable_folder
+
+    check_no_clash([args.image], [("-o", output)])
+    check_writable_folder(output.expanduser().parent, "the output")
     photo = load_photo(args.image)
     seed = args.seed
     if seed is None:

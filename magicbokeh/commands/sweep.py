@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "aperture":
         sweep_values("aperture", args.frames, k_max=args.k_max)
     settings = settings_from_args(args, args.k if args.kind == "focus" else K_DEFAULT).checked()
+    focus_from_args(args)  # a NaN focus point is refused before anything loads
+    from ..cli import _files_in
+    from ..output_paths import check_no_clash
+
+    check_no_clash([args.image, *_files_in(depth_from_args(args)), *_files_in(args.focus_mask)],
+                   [("-o", args.output)])
     prepare_output(args.output)
     with ProgressBar(enabled=not args.quiet) as progress:
         request = RenderRequest(args.image, depth=depth_from_args(args), depth_is_depth=args.depth_is_depth,

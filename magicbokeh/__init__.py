@@ -11,10 +11,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "run": "pipeline",
     "render": "pipeline",
-    "RenderSettings": "pipeline",
-    "RenderResult": "pipeline",
-    "Focus": "pipeline",
+    "RenderRequest": "request",
+    "RenderSettings": "request",
+    "RenderResult": "request",
+    "Focus": "request",
     "resolve_disparity": "pipeline",
     "load_photo": "images",
     "render_lens_blur": "lens_blur",

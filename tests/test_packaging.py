@@ -89,3 +89,20 @@ def test_console_script_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
     imported = subprocess.run([sys.executable, "-c", "import magicbokeh; print(magicbokeh.__file__)"],
                               capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert imported.stdout.strip().startswith(str(target)), imported.stdout + imported.stderr
+
+
+def test_public_names_resolve_without_heavy_imports() -> None:
+    """Every name in ``magicbokeh.__all__`` resolves, and ``import magicbokeh`` alone pulls in neither torch
+    nor gradio (the CLI's start-up and a user's ``import`` stay fast)."""
+    code = (
+        "import sys, magicbokeh\n"
+        "heavy = sorted(m for m in ('torch', 'gradio', 'diffusers', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in magicbokeh.__all__ if n != '__version__' and getattr(magicbokeh, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "print(len(magicbokeh.__all__))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.strip()) >= 10

@@ -78,10 +78,18 @@ def _map_ray(fn: Callable[[Any], Any], items: list[Any], address: str, bar: Any)
             "--ray needs the Ray extra: pip install 'ray[default]' (on every node of the cluster)."
         ) from None
     if not ray.is_initialized():
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
+            # Ray reports an unreachable or missing cluster with these; the reason's first line is enough.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise MagicBokehError(
+                f"cannot connect to Ray at {address!r}: {reason}. Check the address, or start a cluster "
+                "with 'ray start --head' ('auto' joins it, 'local' starts one here)."
+            ) from None
     remote = ray.remote(fn)
     refs = [remote.remote(item) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}

@@ -538,6 +538,14 @@ def score_samples(args: argparse.Namespace, samples: list, incomplete: list, dat
         samples, args.backend, metrics, convention, workers=args.workers, ray_address=args.ray,
         progress=not args.quiet,
     )
+    failed = [row for row in rows if row.evaluated == 0]
+    if failed:
+        # A table of blanks with exit 0 would read as a result; no image scored is an error.
+        first = failed[0].images[0] if failed[0].images else None
+        raise MagicBokehError(
+            f"{', '.join(r.label for r in failed)}: none of the {len(samples)} image(s) could be evaluated"
+            + (f" (e.g. {first.name}: {first.skipped})" if first and first.skipped else "") + "."
+        )
     return format_table(args.name or dataset, rows, metrics, missing, convention,
                         total=len(samples), incomplete=incomplete, notes=notes)
 
@@ -551,9 +559,11 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
     def work() -> int:
         table = run(args)
         if args.output:
+            from ..publish import publish_text
+
             out = Path(args.output)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(table, encoding="utf-8")
+            publish_text(out, table)
         print(table, end="")
         return 0
 

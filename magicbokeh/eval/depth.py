@@ -27,6 +27,7 @@ import numpy as np
 
 from ..entrypoint import configure_logging, run_command
 from ..errors import MagicBokehError
+from ..publish import publish_text
 from .depth_data import SKIP_MISSING, SKIP_NO_GT, Dataset, DatasetInfo, Sample, load_sample, open_dataset
 from .depth_metrics import evaluate_disparity, mean_metrics, valid_mask
 
@@ -418,6 +419,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{dataset.info.name}: every frame was skipped ("
                 + ", ".join(f"{n} {r}" for r, n in report.skipped.items()) + "); see the warnings above."
             )
+        blank = [label for label, n in report.model_evaluated.items() if n == 0]
+        if blank:  # a column of blanks with exit 0 would read as a result
+            raise MagicBokehError(
+                f"{dataset.info.name}: {', '.join(blank)} scored no frame ({SKIP_NO_PREDICTION} for all "
+                f"{report.evaluated}); see the warnings above."
+            )
         sections.append(format_report(report))
     if not sections:
         return 0
@@ -427,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output).expanduser()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
+            publish_text(out, text)
         except OSError as exc:
             raise MagicBokehError(f"cannot write {out}: {exc}") from None
     return 0

@@ -11,8 +11,8 @@ Phases (``Config.phase_at``): ``sr_pretrain`` for ``schedule.sr_pretrain_steps``
 AdamW (learning rates 5e-5 / 5e-5 / 5e-6) over its own parameters (``magicbokeh_model.PHASE_PARTS``);
 everything else is frozen and stays bitwise unchanged. The bokeh phase feeds the defocus map
 ``|d − f|·K/32`` and the in-focus mask; the Real-ISR and SR phases an all-zero defocus map and no
-attention mask. Loss ``l2_weight · MSE + lpips_weight · LPIPS`` in pixel space (LPIPS only when the
-``lpips`` package is installed; otherwise L2 only, logged once).
+attention mask. Loss ``l2_weight · MSE + lpips_weight · LPIPS`` in pixel space; with ``loss.lpips_weight`` > 0 and
+no working ``lpips`` (requirements-train.txt) the run stops before step 1 with exit 2.
 
 Output folder::
 

@@ -65,7 +65,7 @@ class LossConfig:
     """Pixel-space loss ``l2_weight · MSE + lpips_weight · LPIPS`` on images in [-1, 1]."""
 
     l2_weight: float = 1.0
-    lpips_weight: float = 2.0  # used only when the lpips package is installed
+    lpips_weight: float = 2.0  # > 0 needs lpips (requirements-train.txt); 0 = L2 only
 
 
 @dataclass

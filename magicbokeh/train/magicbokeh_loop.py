@@ -241,6 +241,8 @@ class Trainer:
 
         c, t = self.config, self.config.train
         main = acc.is_main_process
+        # 0. the loss first: a configured LPIPS that cannot be built stops the run before anything is written
+        lpips_fn = load_lpips(c.loss, acc.device)
         self.output.mkdir(parents=True, exist_ok=True)
         if main:
             remove_stale_temporaries(self.output)
@@ -258,7 +260,7 @@ class Trainer:
         # 2. network, optimizers, EMA
         model, raw, params, union, opts, ema = self._network(acc, base_files, init, state, ckpt_dir)
 
-        # 3. data streams (each endless, starting where the schedule left it) and the loss
+        # 3. data streams (each endless, starting where the schedule left it)
         datasets, val = self._data(acc)
         phase_counts, stream_counts = counts_before(c, start)
         loaders: dict[str, Any] = {}
@@ -272,7 +274,6 @@ class Trainer:
                 )  # fmt: skip
             return loaders[stream]
 
-        lpips_fn = load_lpips(c.loss, acc.device)
         metrics = MetricsLog(self.output / "metrics.jsonl", resume_step=start if start else None) if main else None
         self.metrics_path = self.output / "metrics.jsonl"
         bar = tqdm(total=c.schedule.max_steps, initial=start, desc="train", unit="step", file=sys.stderr,

@@ -114,7 +114,7 @@ def render_lens_blur(
     colour = np.zeros((height, width, 4), np.float32)  # premultiplied colour + coverage
     occluded = np.zeros((height, width), np.float32)  # S: summed blurred occlusion of members
     behind_fill = np.ones((height, width), np.float32)  # F: light that passes the fills in front
-    pending: list[tuple[int, tuple[int, int, int, int], np.ndarray]] = []
+    pending: list[tuple[int, tuple[int, int, int, int], np.ndarray, np.ndarray | None]] = []
     order = range(layers.last, layers.first - 1, -1)  # near to far
     for step, layer in enumerate(order):
         # Occlusion of layers at least OCCLUDE_AFTER_LAYERS in front now applies.

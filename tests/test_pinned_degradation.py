@@ -295,3 +295,24 @@ def test_default_pipeline_draws_from_the_published_table() -> None:
                  "final_sinc_cutoff", "blur_sigma", "blur_sigma2"):
         assert _r(PUBLISHED[name])[1] in seen, name
     assert degrade(img, seed=0).shape == img.shape
+
+
+# ------------------------------------------------------------------------------------------------
+# The digital-zoom preset (docs/degradation.md: blur sigma [0.3, 1] px, noise [1, 5]/255, JPEG [75, 90])
+
+
+def test_zoom_preset_holds_its_documented_values_and_draws_from_them() -> None:
+    from magicbokeh.degradation import ZoomParams, degrade_zoom
+
+    p = ZoomParams()
+    assert (tuple(p.blur_sigma_range), tuple(p.noise_range), p.gray_noise_prob, tuple(p.jpeg_range),
+            p.downscale_mode) == ((0.3, 1.0), (1.0, 5.0), 0.0, (75.0, 90.0), "area")
+    custom = ZoomParams(blur_sigma_range=(0.4, 0.9), noise_range=(2.0, 4.0), gray_noise_prob=0.6,
+                        jpeg_range=(80.0, 85.0))
+    for coin, channels in ((0.5, 1), (0.7, 3)):  # gray when the coin is below 0.6
+        rng = RecordingRng(seed=1, coin=coin)
+        rng.shapes = []
+        out = degrade_zoom(textured(64, 48, seed=2), rng, 2.0, custom)
+        assert out.shape == (32, 24, 3)
+        assert rng.log == [_r((0.4, 0.9)), _r((2.0, 4.0)), ("coin",), ("gaussian", channels), _r((80.0, 85.0))]
+        assert rng.shapes == [(32, 24, channels)]

@@ -198,6 +198,16 @@ def test_resolver_prefers_the_flag_then_the_environment(tmp_path, monkeypatch):
         ldf.resolve_saliency_model()
 
 
+def test_saliency_status_says_what_is_missing(tmp_path, monkeypatch):
+    ok, line = ldf.saliency_status()
+    assert not ok and "heuristic" in line and "weijun-arc/LDF" in line
+    assert ldf.saliency_status(tmp_path / "gone.pth")[0] is False
+    pth = tmp_path / "model-40"
+    pth.write_bytes(b"x")
+    monkeypatch.setenv("MAGICBOKEH_SALIENCY_MODEL", str(pth))
+    assert ldf.saliency_status() == (True, f"official salient-object focus with LDF weights {pth}.")
+
+
 def test_preprocessing_is_pil_bilinear_and_imagenet_normalisation():
     from PIL import Image
 

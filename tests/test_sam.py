@@ -147,6 +147,14 @@ def test_without_weights_grabcut_takes_over_and_says_so(monkeypatch):
     assert with_neg.info()["source"] == "grabcut"
 
 
+def test_status_lines_say_what_is_missing(tiny_sam, monkeypatch):
+    assert sam.sam_status(tiny_sam) == (True, f"clicks select the subject with Segment Anything ({tiny_sam}).")
+    monkeypatch.setattr(sam.hub, "cached_file", lambda *a, **k: None)
+    monkeypatch.setattr(sam.hub, "hub_reachable", lambda *a, **k: False)
+    ok, line = sam.sam_status()
+    assert not ok and "GrabCut" in line and "facebook/sam-vit-base" in line
+
+
 def test_check_mask_rejects_wrong_size_and_empty_masks():
     soft = np.zeros((4, 6), np.uint8)
     soft[1, 2] = 1  # the official rule: any non-zero saliency counts

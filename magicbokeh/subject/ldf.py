@@ -72,6 +72,18 @@ def resolve_saliency_model(path: str | os.PathLike | None = None) -> Path | None
     return p
 
 
+def saliency_status(path: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """(usable, one line for the app/licence panel) about the configured LDF weights; never raises."""
+    try:
+        found = resolve_saliency_model(path)
+    except MagicBokehError as exc:
+        return False, str(exc)
+    if found is None:
+        return False, ("automatic focus uses the nearest-large-region heuristic: no saliency model configured "
+                       f"(--saliency-model or {ENV_SALIENCY_MODEL}). Weights: {WEIGHTS_SOURCE}")
+    return True, f"official salient-object focus with LDF weights {found}."
+
+
 def cache_root() -> Path:
     """``$MAGICBOKEH_CACHE_DIR/saliency`` or ``~/.cache/magicbokeh/saliency`` (XDG honoured)."""
     raw = os.environ.get(ENV_CACHE_DIR, "").strip()

@@ -85,6 +85,17 @@ def sam_model_id(model: str | os.PathLike | None = None) -> str:
     return raw or DEFAULT_SAM_MODEL
 
 
+def sam_status(model: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """(SAM weights can be had now, one line for the app) without loading or downloading anything."""
+    model_id = sam_model_id(model)
+    if hub.is_local_source(model_id) or hub.cached_file(model_id, "config.json") is not None:
+        return True, f"clicks select the subject with Segment Anything ({model_id})."
+    if hub.hub_reachable():
+        return True, f"clicks select the subject with Segment Anything ({model_id}, downloaded on the first click)."
+    return False, ("clicks select the subject with GrabCut: "
+                   + hub.missing_weights_message("Segment Anything", model_id))
+
+
 class PointSegmenter:
     """SAM with a per-photo embedding cache. Thread-safe; the model loads on the first click."""
 

@@ -272,7 +272,7 @@ def test_cli_mp4_without_an_encoder_says_what_to_install(scene, tmp_path, capsys
 
 
 def test_cli_mp4_with_an_encoder(scene, tmp_path):
-    pytest.importorskip("imageio_ffmpeg")  # optional encoder: not in requirements
+    pytest.importorskip("imageio_ffmpeg")  # optional encoder: in requirements-test.txt (CI runs this)
     photo, disparity = scene
     out = tmp_path / "s.mp4"
     assert _cli(str(photo), "-o", str(out), "--frames", "3", "--depth", str(disparity)) == 0

@@ -32,6 +32,10 @@ def lora_ranks(config: Config) -> dict[str, Any]:
     return {"rank_unet": m.rank_unet, "rank_vae": m.rank_vae, "rank_attn": m.rank_attn}
 
 
+#: Data options that change the samples, with the behaviour of runs saved before the option existed.
+DATA_KEYS_BEFORE_OPTION: dict[str, Any] = {"bokeh_input": "lq"}
+
+
 def check_resume(config: Config, ckpt_dir: Path) -> dict[str, Any]:
     """The trainer state of ``ckpt_dir``; raises when ``config`` cannot continue it exactly."""
     path = ckpt_dir / RESUME_DIR / TRAINER_STATE
@@ -53,6 +57,12 @@ def check_resume(config: Config, ckpt_dir: Path) -> dict[str, Any]:
         if before != now:
             raise MagicBokehError(f"{ckpt_dir} was trained with {section}.{key}={before} but the config "
                                   f"sets {now}; resume with the same value or use a new --output folder.")
+    for key, legacy in DATA_KEYS_BEFORE_OPTION.items():
+        before = old_cfg.get("data", {}).get(key, legacy)
+        now = getattr(config.data, key)
+        if before != now:
+            logger.warning("resuming %s with data.%s=%s (it was trained with %s): the continuation is not exact",
+                           ckpt_dir, key, now, before)
     if old_cfg.get("base") != config.base:
         logger.warning("resuming %s with base %s (it was trained on %s)", ckpt_dir, config.base, old_cfg.get("base"))
     return state

@@ -89,7 +89,7 @@ class DataConfig:
     sr_dir: str | None = None  # clean photos, degraded on the fly
     bokeh_dir: str | None = None  # aif/ lq/ disparity/ bokeh/ meta/
     resolution: int = 512
-    bokeh_input: str = "lq"  # lq: use DIR/lq; degrade: degrade DIR/aif on the fly
+    bokeh_input: str = "degrade"  # degrade: DIR/aif degraded afresh per draw; lq: the fixed DIR/lq copy
     degradation_preset: str = "realesrgan"
     degradation_scale: float = 4.0
     quantize_disparity: bool = True  # 8-bit truncated disparity and focus, as the backend feeds

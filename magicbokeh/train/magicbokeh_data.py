@@ -3,8 +3,10 @@
 * SR pairs: a folder of clean photos (``image_folder.ImageFolderPairs``), random crop + flip, degraded
   on the fly with ``magicbokeh.degradation.degrade`` (a fresh seed per sample).
 * Bokeh pairs: a folder in the synthetic layout (``magicbokeh.data.layout``): the input is
-  ``lq/ID.png`` (or ``aif/ID.png`` degraded on the fly), the target ``bokeh/ID.png``, with
-  ``disparity/ID.npy`` and K and focus from ``meta/ID.json``.
+  ``aif/ID.png`` degraded on the fly with a fresh seed per draw (``bokeh_input="degrade"``, the
+  default, as the SR stream), or the fixed ``lq/ID.png`` copy (``"lq"``, one degradation per pair
+  for ever; exactly reproducible across runs and degradation code versions); the target is
+  ``bokeh/ID.png``, with ``disparity/ID.npy`` and K and focus from ``meta/ID.json``.
 
   A random crop and flip are applied identically to input, disparity and target; the model condition
   (defocus map and in-focus mask) is ``magicbokeh.focus.model_condition``, as at inference.
@@ -65,13 +67,14 @@ class BokehPairs:
     Args:
         root: the folder.
         resolution: crop side in pixels (images with a shorter side are scaled up first).
-        bokeh_input: ``"lq"`` (read ``DIR/lq``) or ``"degrade"`` (degrade ``DIR/aif`` on the fly).
+        bokeh_input: ``"degrade"`` (degrade ``DIR/aif`` afresh on every draw) or ``"lq"`` (read the
+            fixed ``DIR/lq`` copy).
         degrade_fn: used for ``"degrade"``.
         quantize: 8-bit truncate disparity and focus, as the backend does by default.
         seed: base seed; train: random crop/flip (else centred, no flip, fixed degradation).
     """
 
-    def __init__(self, root: str | Path, *, resolution: int, bokeh_input: str = "lq",
+    def __init__(self, root: str | Path, *, resolution: int, bokeh_input: str = "degrade",
                  degrade_fn: Callable | None = None, quantize: bool = True, seed: int = 0, train: bool = True):
         self.root = Path(root)
         if not (self.root / layout.BOKEH).is_dir():
@@ -89,6 +92,8 @@ class BokehPairs:
                 f"{', '.join(layout.relative_path(kind, 'ID') for kind in (layout.BOKEH, *needed))})"
                 + ("; the folder has no lq/ images: set data.bokeh_input=degrade"
                    if source == layout.LQ and not (self.root / layout.LQ).is_dir() else "")
+                + ("; the folder has no aif/ images: set data.bokeh_input=lq"
+                   if source == layout.AIF and not (self.root / layout.AIF).is_dir() else "")
                 + "."
             )
         if len(complete) < len(ids):

@@ -112,13 +112,16 @@ class ImageFolderPairs:
         train: True: random crop and flip, new randomness every epoch; False (validation): centred
             crop, no flip, one fixed degradation per image.
         verify: check every file once at build time (cheap header read) and skip unreadable ones.
+        sharpen_target: Real-ESRGAN's ``gt_usm``: the clean crop is unsharp-masked
+            (:func:`magicbokeh.degradation.unsharp_mask`) and that sharpened crop is both the target
+            and what ``degrade_fn`` degrades, as upstream degrades its sharpened ground truth.
 
     Each item is a dict: ``clean`` and ``degraded`` (3, crop, crop) float32 tensors in [0, 1] (RGB,
     not normalised) and ``index`` (int). :attr:`skipped` lists the files found unreadable.
     """
 
     def __init__(self, root: str | Path, *, crop: int = 518, degrade_fn: DegradeFn | None = None,
-                 seed: int = 0, train: bool = True, verify: bool = True) -> None:
+                 seed: int = 0, train: bool = True, verify: bool = True, sharpen_target: bool = False) -> None:
         if crop <= 0:
             raise MagicBokehError(f"crop={crop} must be a positive number of pixels.")
         paths = find_images(root)
@@ -139,6 +142,7 @@ class ImageFolderPairs:
         self.degrade_fn = degrade_fn
         self.seed = int(seed)
         self.train = bool(train)
+        self.sharpen_target = bool(sharpen_target)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -166,6 +170,10 @@ class ImageFolderPairs:
         if self.train and rng.random() < 0.5:
             clean_u8 = clean_u8[:, ::-1]
         clean = np.ascontiguousarray(clean_u8, dtype=np.float32) / np.float32(255.0)
+        if self.sharpen_target:
+            from ..degradation import unsharp_mask
+
+            clean = unsharp_mask(clean)
         if self.degrade_fn is None:
             degraded = clean
         else:

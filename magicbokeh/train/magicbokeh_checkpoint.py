@@ -33,7 +33,7 @@ def lora_ranks(config: Config) -> dict[str, Any]:
 
 
 #: Data options that change the samples, with the behaviour of runs saved before the option existed.
-DATA_KEYS_BEFORE_OPTION: dict[str, Any] = {"bokeh_input": "lq"}
+DATA_KEYS_BEFORE_OPTION: dict[str, Any] = {"bokeh_input": "lq", "sharpen_target": False}
 
 
 def check_resume(config: Config, ckpt_dir: Path) -> dict[str, Any]:

@@ -92,6 +92,8 @@ class DataConfig:
     bokeh_input: str = "degrade"  # degrade: DIR/aif degraded afresh per draw; lq: the fixed DIR/lq copy
     degradation_preset: str = "realesrgan"
     degradation_scale: float = 4.0
+    #: SR stream: unsharp-mask the clean crop, train towards it and degrade it (Real-ESRGAN's gt_usm).
+    sharpen_target: bool = True
     quantize_disparity: bool = True  # 8-bit truncated disparity and focus, as the backend feeds
     generate: int = 0  # no folders given: generate this many synthetic pairs into OUTPUT/data
     val_samples: int = 4

@@ -1,7 +1,9 @@
 """Training data for MagicBokeh: SR pairs and bokeh pairs, addressed by a global draw index.
 
 * SR pairs: a folder of clean photos (``image_folder.ImageFolderPairs``), random crop + flip, degraded
-  on the fly with ``magicbokeh.degradation.degrade`` (a fresh seed per sample).
+  on the fly with ``magicbokeh.degradation.degrade`` (a fresh seed per sample). With
+  ``sharpen_target`` (the default, Real-ESRGAN x4plus's ``gt_usm: True``) the crop is unsharp-masked
+  first: the sharpened crop is the target and the image that is degraded.
 * Bokeh pairs: a folder in the synthetic layout (``magicbokeh.data.layout``): the input is
   ``aif/ID.png`` degraded on the fly with a fresh seed per draw (``bokeh_input="degrade"``, the
   default, as the SR stream), or the fixed ``lq/ID.png`` copy (``"lq"``, one degradation per pair
@@ -167,9 +169,10 @@ class SRPairs:
     """SR pairs (clean target, degraded input) from ``ImageFolderPairs``, in the bokeh item layout
     (all-zero defocus map, everything in focus)."""
 
-    def __init__(self, root: str | Path, *, resolution: int, degrade_fn: Callable, seed: int = 0, train: bool = True):
+    def __init__(self, root: str | Path, *, resolution: int, degrade_fn: Callable, seed: int = 0, train: bool = True,
+                 sharpen_target: bool = True):
         self.pairs = ImageFolderPairs(root, crop=resolution, degrade_fn=degrade_fn,
-                                      seed=seed + STREAM_IDS["sr"], train=train)
+                                      seed=seed + STREAM_IDS["sr"], train=train, sharpen_target=sharpen_target)
         self.resolution = int(resolution)
 
     def __len__(self) -> int:

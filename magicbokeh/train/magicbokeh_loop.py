@@ -130,10 +130,11 @@ class Trainer:
         seed = c.train.seed
         bokeh = BokehPairs(bokeh_dir, resolution=d.resolution, bokeh_input=d.bokeh_input, degrade_fn=degrade,
                            quantize=d.quantize_disparity, seed=seed)
-        sr = SRPairs(sr_dir, resolution=d.resolution, degrade_fn=degrade, seed=seed)
+        sr = SRPairs(sr_dir, resolution=d.resolution, degrade_fn=degrade, seed=seed, sharpen_target=d.sharpen_target)
         val_bokeh = BokehPairs(d.val_bokeh_dir or bokeh_dir, resolution=d.resolution, bokeh_input=d.bokeh_input,
                                degrade_fn=degrade, quantize=d.quantize_disparity, seed=seed, train=False)
-        val_sr = SRPairs(d.val_sr_dir or sr_dir, resolution=d.resolution, degrade_fn=degrade, seed=seed, train=False)
+        val_sr = SRPairs(d.val_sr_dir or sr_dir, resolution=d.resolution, degrade_fn=degrade, seed=seed, train=False,
+                         sharpen_target=d.sharpen_target)
         datasets = {"sr": DrawDataset(sr, seed=seed, stream="sr"), "bokeh": DrawDataset(bokeh, seed=seed, stream="bokeh")}
         n = d.val_samples
         val = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Sequence
@@ -57,17 +58,39 @@ def map_indexed(
                 out.append(fn(item))
                 bar.update(1)
             return out
-        # spawn: safe with torch and OpenCV thread pools, unlike fork.
-        ctx = multiprocessing.get_context("spawn")
-        results: list[Any] = [None] * len(items)
-        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update(1)
-        return results
+        return _map_processes(fn, items, workers, bar)
     finally:
         bar.close()
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; only the parent acts on it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _map_processes(fn: Callable[[Any], Any], items: list[Any], workers: int, bar: Any) -> list[Any]:
+    """The local-process engine. On Ctrl-C or a failed item, pending items are cancelled and the
+    workers stopped at once (a plain ``with ProcessPoolExecutor`` would first finish every item)."""
+    # spawn: safe with torch and OpenCV thread pools, unlike fork.
+    ctx = multiprocessing.get_context("spawn")
+    results: list[Any] = [None] * len(items)
+    before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_ignore_sigint)
+    try:
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        ours = set(multiprocessing.active_children()) - before  # this pool's workers only
+        for proc in ours:
+            proc.terminate()
+        for proc in ours:
+            proc.join(timeout=10)
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 
 def _map_ray(fn: Callable[[Any], Any], items: list[Any], address: str, bar: Any) -> list[Any]:

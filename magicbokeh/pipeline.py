@@ -28,7 +28,8 @@ from .focus import (
     focus_from_point,
     in_focus_mask,
 )
-from .images import Photo, content_key, disparity_from_map, load_map, load_photo
+from .depth import from_photo
+from .images import Photo, content_key, disparity_from_map, load_map
 from .notes import warning
 from .processing import KUnits
 from .request import APERTURE_SHAPES, Focus, RenderRequest, RenderResult, RenderSettings
@@ -144,6 +145,33 @@ def _looks_like_map_file(spec: str) -> bool:
     return False
 
 
+def photo_disparity(photo: Photo, depth: Any = "auto", **kwargs: Any) -> depth_mod.DepthResult:
+    """Disparity for a decoded photo: its own map when ``depth`` is ``"embedded"``, or ``"auto"``
+    and the photo carries one (:mod:`magicbokeh.depth.from_photo`); else :func:`resolve_disparity`
+    (``kwargs`` are its options). Under ``"auto"`` a file whose depth is malformed falls back to
+    the next source with a warning."""
+    if from_photo.uses_embedded(photo, depth):
+        return from_photo.embedded_depth_result(photo)
+    result = resolve_disparity(photo, depth, **kwargs)
+    note = from_photo.fallback_note(photo, depth)
+    return dataclasses.replace(result, messages=(note, *result.messages)) if note else result
+
+
+def _photo_focus(photo: Photo, focus: Focus, depth: Any) -> tuple[Focus, str | None]:
+    """(focus, hint source): an automatic focus becomes the point where the camera focused when
+    the photo records one (GFocus, EXIF SubjectArea); a click, a mask or a disparity always wins."""
+    info = from_photo.embedded_of(photo)
+    if focus.kind != "auto" or info is None:
+        return focus, None
+    point, source = from_photo.focus_hint(photo)
+    if point is not None:
+        return Focus.point(*point), source
+    value = info.focus_disparity()
+    if value is not None and info.focus_distance and from_photo.uses_embedded(photo, depth):
+        return Focus.disparity(value), info.focus_source or "the photo"
+    return focus, None
+
+
 def load_focus_mask(focus: Focus, width: int, height: int) -> np.ndarray:
     """The focus mask of a mask focus as a float (H, W) map, checked against the photo size."""
     raw = load_map(focus.mask_source, what="focus mask")
@@ -229,14 +257,15 @@ def render(
     t_start = time.perf_counter()
     settings = (settings or RenderSettings()).checked()
     focus = focus or Focus.auto()
-    focus_x_in, focus_y_in = focus.x, focus.y
     timings: dict[str, float] = {}
 
     # 1. Decode, then (optionally) downscale to the processing size.
     t0 = time.perf_counter()
-    photo = load_photo(image)
+    photo = from_photo.open_photo(image)  # a phone photo brings its depth, original and focus hint
     timings["decode"] = time.perf_counter() - t0
     messages = list(photo.messages)
+    focus, preset = _photo_focus(photo, focus, depth)
+    focus_x_in, focus_y_in = focus.x, focus.y
     input_photo = photo
     size_plan = processing.plan(*photo.size, max_side)
     k_user = float(settings.k)
@@ -250,7 +279,7 @@ def render(
         t0 = time.perf_counter()
         pw, ph = size_plan.processed_size
         rgb = processing.resize_rgb(photo.rgb, pw, ph)
-        photo = Photo(rgb=rgb, key=f"{photo.key}@{pw}x{ph}", messages=[], name=photo.name)
+        photo = from_photo.resized(photo, rgb, f"{photo.key}@{pw}x{ph}")
         if focus.kind == "point":
             px, py = processing.scale_point(focus.x, focus.y, size_plan)
             focus = Focus(kind="point", x=px, y=py, parity=focus.parity)
@@ -274,7 +303,7 @@ def render(
     seed = check_point(focus.x, focus.y, w, h) if focus.kind == "point" else None
     subject = focus_mask_in if size_plan.resized else (load_focus_mask(focus, w, h) if focus.kind == "mask" else None)
     t0 = time.perf_counter()
-    depth_result = resolve_disparity(
+    depth_result = photo_disparity(
         photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
         progress=progress, depth_input_size=depth_input_size, depth_device=depth_device,
         depth_model=depth_model,
@@ -287,6 +316,13 @@ def render(
 
     # 3-4. Focus, defocus map and in-focus mask (official formulas).
     focus_disparity, focus_point = resolve_focus(focus, disparity, mask=subject)
+    embedded = from_photo.embedded_of(photo)
+    depth_from_photo = embedded is not None and from_photo.uses_embedded(photo, depth)
+    if preset is not None:
+        exact = embedded.focus_disparity() if depth_from_photo and embedded.focus_distance else None
+        if exact is not None:  # FocalDistance: the exact plane, not the map around a point
+            focus_disparity = exact
+        messages.append(from_photo.focus_note(embedded, focus_point, exact))
     defocus = defocus_map(disparity, focus_disparity, settings.k, focal_range=settings.focal_range)
     in_focus = in_focus_mask(defocus)
 
@@ -343,10 +379,11 @@ def render(
         processed_size=size_plan.processed_size,
         k_user=k_user,
         input_size=size_plan.input_size,
+        embedded_depth=from_photo.report(photo, depth_used=depth_from_photo, focus_used=preset is not None),
     )
 
 
 __all__ = [
     "APERTURE_SHAPES", "Focus", "RenderRequest", "RenderResult", "RenderSettings", "check_backend",
-    "load_focus_mask", "render", "resolve_disparity", "resolve_focus", "run",
+    "load_focus_mask", "photo_disparity", "render", "resolve_disparity", "resolve_focus", "run",
 ]

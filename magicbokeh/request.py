@@ -191,6 +191,8 @@ class RenderResult:
         k_user: the K asked for; ``settings.k`` is the K the renderer used (they differ only with
             ``k_units="input"`` and a downscale).
         input_size: (width, height) of the decoded input.
+        embedded_depth: the depth the photo file carries (``EmbeddedDepth.summary()`` plus
+            ``depth_used``/``focus_used``), ``{"error": ...}`` when it is malformed, else None.
     """
 
     image: np.ndarray
@@ -209,6 +211,7 @@ class RenderResult:
     processed_size: tuple[int, int] | None = None
     k_user: float | None = None
     input_size: tuple[int, int] | None = None
+    embedded_depth: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
         """JSON-serialisable summary (sizes, focus, backend, depth source, timings, messages)."""
@@ -234,4 +237,6 @@ class RenderResult:
             out["processed_size"] = list(self.processed_size)
         if self.k_user is not None and float(self.k_user) != float(self.settings.k):
             out["K_requested"] = float(self.k_user)  # "K" is what the renderer used
+        if self.embedded_depth is not None:
+            out["embedded_depth"] = self.embedded_depth
         return out

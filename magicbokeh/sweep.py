@@ -1,7 +1,9 @@
 """Aperture and focus sweeps: one photo rendered at a series of K values or focal planes.
 
 An **aperture sweep** keeps the focus fixed and steps the blur strength K evenly from 0 (no blur)
-to ``k_max``; a **focus sweep** keeps K fixed and steps the focal plane evenly from the nearest
+to ``k_max``, or renders one frame per multiple of a base K (``k_multiples``: 1, 2, 3 = "from 1x blur
+to 3x blur", the supplement's Fig. 3; the frame at multiple 1 is exactly a render at the base K); a
+**focus sweep** keeps K fixed and steps the focal plane evenly from the nearest
 disparity in the photo's map (its maximum, 1 for a normalised map) to the farthest (its minimum,
 0) — the supplement's §4.1 and §4.2 figures as an animation. Every frame is a normal
 :func:`magicbokeh.pipeline.render` call on the same decoded photo, so the disparity is estimated
@@ -38,6 +40,7 @@ from .images import to_uint8
 from .notes import warning
 from .publish import publish_file, publish_folder
 from .request import RenderRequest
+from .settings import K_RANGE
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ MAX_SWEEP_BYTES = 2 * 1024**3
 SHEET_MAX_WIDTH_PX = 4096
 #: Default playback speed of GIF and MP4 sweeps, frames per second.
 DEFAULT_FPS = 6.0
+#: Default frame count of a sweep.
+DEFAULT_FRAMES = 8
 OUTPUT_SUFFIXES = (".gif", ".mp4", ".png")
 FRAME_PATTERN = re.compile(r"frame_\d+\.png")
 MP4_MISSING = (
@@ -78,6 +83,7 @@ class SweepResult:
         approximate_depth: True when no real depth was available.
         messages: notes (depth fallback, ignored options...), each once.
         seconds: wall time of the whole sweep.
+        k_multiples: per frame, the multiple of the base K (aperture sweep by multiples), else None.
     """
 
     kind: str
@@ -90,6 +96,7 @@ class SweepResult:
     approximate_depth: bool
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    k_multiples: list[float] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -111,6 +118,7 @@ class SweepResult:
             "approximate_depth": self.approximate_depth,
             "messages": list(self.messages),
             "seconds": round(self.seconds, 3),
+            "K_multiples": None if self.k_multiples is None else [round(m, 6) for m in self.k_multiples],
         }
 
 
@@ -152,12 +160,55 @@ def sweep_values(kind: str, frames: int, *, k_max: float = 32.0,
     raise MagicBokehError(f"unknown sweep kind {kind!r}; choose {' or '.join(SWEEP_KINDS)}.")
 
 
+def parse_k_multiples(text: str) -> list[float]:
+    """``"1,2,3"`` (commas and/or spaces; an ``x`` after a number is allowed: ``"1x 2x 3x"``) -> floats."""
+    parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
+    try:
+        values = [float(p[:-1] if p.lower().endswith("x") else p) for p in parts]
+    except ValueError:
+        raise MagicBokehError(f"K multiples must be numbers separated by commas, e.g. 1,2,3; got {text!r}.") from None
+    return check_k_multiples(values)
+
+
+def check_k_multiples(multiples: Sequence[float]) -> list[float]:
+    """Validate the multiples of an aperture sweep by multiples: 2-120 finite numbers >= 0, as floats."""
+    values = [float(m) for m in multiples]
+    if not MIN_FRAMES <= len(values) <= MAX_FRAMES:
+        raise MagicBokehError(f"an aperture sweep by multiples needs {MIN_FRAMES} to {MAX_FRAMES} multiples "
+                              f"(one frame each); got {len(values)}.")
+    bad = [m for m in values if not np.isfinite(m) or m < 0]
+    if bad:
+        raise MagicBokehError(f"K multiples must be finite numbers >= 0 (1 = the base K); got {bad[0]:g}.")
+    return values
+
+
+def aperture_multiples(k_base: float, multiples: Sequence[float]) -> list[float]:
+    """K of each frame of an aperture sweep by multiples: ``k_base * m``, each in [0, 32].
+
+    Args:
+        k_base: the base blur strength K, in (0, 32]; multiple 1 renders exactly this K.
+        multiples: 2-120 numbers >= 0, in frame order (e.g. 1, 2, 3: from 1x to 3x the base blur).
+    """
+    values = check_k_multiples(multiples)
+    k_base = check_k(k_base)
+    if k_base <= 0:
+        raise MagicBokehError("an aperture sweep by multiples needs a base K above 0 (--K).")
+    top = max(values)
+    if k_base * top > K_RANGE[1]:
+        raise MagicBokehError(
+            f"K {k_base:g} x {top:g} = {k_base * top:g} is above the largest K {K_RANGE[1]:g}; use a base K "
+            f"of at most {K_RANGE[1] / top:.4g} or smaller multiples."
+        )
+    return [k_base * m for m in values]
+
+
 def render_sweep(
     request: RenderRequest,
     *,
     kind: str = "aperture",
     frames: int = 8,
     k_max: float = 32.0,
+    k_multiples: Sequence[float] | None = None,
     progress: ProgressCallback | None = None,
     render: Callable[[RenderRequest, ProgressCallback | None], Any] | None = None,
 ) -> SweepResult:
@@ -171,6 +222,8 @@ def render_sweep(
             the nearest to the farthest disparity at the fixed ``settings.k``).
         frames: frame count in [2, 120].
         k_max: largest K of an aperture sweep, in (0, 32].
+        k_multiples: aperture sweep only: one frame per multiple of the base K ``settings.k``
+            (K = ``settings.k * m``), instead of ``frames`` and ``k_max``; see :func:`aperture_multiples`.
         progress: optional ``progress(fraction, stage)`` callback.
         render: renders one frame's request (default :func:`magicbokeh.pipeline.run`; the app passes
             :func:`magicbokeh.zerogpu.render_request`, the same road as its single renders).
@@ -178,18 +231,21 @@ def render_sweep(
     Raises:
         MagicBokehError: bad input (frame count, K, kind, photo, depth) or an unavailable backend.
     """
-    from .images import load_photo
-    from .pipeline import check_backend, resolve_disparity, run
+    from .depth.from_photo import open_photo
+    from .pipeline import check_backend, photo_disparity, run
     from .request import Focus, RenderSettings
 
     render = render or run
     t_start = time.perf_counter()
     if kind not in SWEEP_KINDS:
         raise MagicBokehError(f"unknown sweep kind {kind!r}; choose {' or '.join(SWEEP_KINDS)}.")
-    n = check_frames(frames)
+    if k_multiples is not None and kind != "aperture":
+        raise MagicBokehError("K multiples apply to an aperture sweep; a focus sweep keeps one K.")
+    multiples = None if k_multiples is None else check_k_multiples(k_multiples)
+    n = check_frames(frames) if multiples is None else len(multiples)
     settings = (request.settings or RenderSettings()).checked()
     focus = request.focus or Focus.auto()
-    photo = load_photo(request.image)
+    photo = open_photo(request.image)  # a phone photo keeps its own depth for every frame
     w, h = photo.size
     if n * w * h * 3 > MAX_SWEEP_BYTES:
         raise MagicBokehError(
@@ -201,16 +257,17 @@ def render_sweep(
     base = replace(request, image=photo, settings=settings, focus=focus)
     messages: list[str] = []
     if kind == "aperture":
-        values = sweep_values(kind, n, k_max=k_max)
+        values = (sweep_values(kind, n, k_max=k_max) if multiples is None
+                  else aperture_multiples(settings.k, multiples))
         plans = [replace(base, settings=replace(settings, k=v)) for v in values]
     else:
         if focus.kind != "auto":
             messages.append(f"a focus sweep moves the focus itself; the given focus ({focus.describe()}) "
                             "is not used.")
         # The same call render() makes for a disparity focus, so the frames hit this cache entry.
-        depth_result = resolve_disparity(photo, request.depth, depth_is_depth=request.depth_is_depth,
-                                         progress=progress, depth_input_size=request.depth_input_size,
-                                         depth_device=request.depth_device, depth_model=request.depth_model)
+        depth_result = photo_disparity(photo, request.depth, depth_is_depth=request.depth_is_depth,
+                                       progress=progress, depth_input_size=request.depth_input_size,
+                                       depth_device=request.depth_device, depth_model=request.depth_model)
         d = depth_result.disparity
         values = sweep_values(kind, n, disparity_range=(float(d.min()), float(d.max())))
         plans = [replace(base, focus=Focus.disparity(v)) for v in values]
@@ -251,6 +308,7 @@ def render_sweep(
         approximate_depth=first.approximate_depth,
         messages=messages,
         seconds=time.perf_counter() - t_start,
+        k_multiples=multiples,
     )
 
 
@@ -443,6 +501,7 @@ def default_output_name(kind: str, stem: str = "sweep") -> str:
 
 __all__ = [
     "SWEEP_KINDS", "MIN_FRAMES", "MAX_FRAMES", "SweepResult", "check_frames", "sweep_values",
+    "parse_k_multiples", "check_k_multiples", "aperture_multiples",
     "render_sweep", "output_kind", "prepare_output", "contact_sheet", "write_gif", "write_mp4",
     "write_frames", "save_sweep", "default_output_name",
 ]

@@ -367,7 +367,7 @@ def render_request(
     Raises:
         MagicBokehError: bad input (unchanged), GpuBudgetExceeded, GpuUnavailable.
     """
-    from .images import load_photo
+    from .depth.from_photo import open_photo
     from .pipeline import run
 
     settings = request.settings or RenderSettings()
@@ -376,7 +376,7 @@ def render_request(
         return run(replace(request, depth_device=_depth_device_for_cpu(request)), progress)
 
     original = request
-    photo = load_photo(request.image)
+    photo = open_photo(request.image)  # keeps a phone photo's own depth (it crosses to the worker)
     request = replace(request, image=photo, settings=backend_options_for(settings.checked()))
     if zero_gpu_active() and progress is not None:
         try:

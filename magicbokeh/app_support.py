@@ -16,6 +16,8 @@ from .images import Photo, content_key, load_photo
 DEPTH_AUTO = "auto"
 DEPTH_APPROXIMATE = "approximate"
 DEPTH_UPLOADED = "uploaded"
+#: The photo's own depth map (phone portraits; see magicbokeh.depth.from_photo).
+DEPTH_EMBEDDED = "embedded"
 #: Resolution loss of the simulated capture (Real-ESRGAN's x4 setting).
 LQ_SCALE = 4.0
 
@@ -23,14 +25,16 @@ LQ_SCALE = 4.0
 def depth_menu(*, with_status: bool = True) -> list[tuple[str, str]]:
     """(label, value) pairs for the depth selector, every model labelled with its licence.
 
-    Values: ``"auto"``, the names in ``DEPTH_MODELS`` (``dadepth``, ``small``, ``base``,
+    Values: ``"auto"``, ``"embedded"`` (the photo's own map), the names in ``DEPTH_MODELS`` (``dadepth``, ``small``, ``base``,
     ``large``), ``"approximate"`` and ``"uploaded"``. With ``with_status``, models whose weights
     cannot be had here (checked without loading or downloading) say "not available here".
     """
     from .depth import DEPTH_MODELS, depth_status
 
-    items = [("Automatic — DA depth on a GPU when downloaded, else Depth Anything V2 Small; "
-              "approximate when offline", DEPTH_AUTO)]
+    items = [("Automatic — the photo's own depth map when it has one, else DA depth on a GPU when "
+              "downloaded, else Depth Anything V2 Small; approximate when offline", DEPTH_AUTO),
+             ("From the photo — the depth map an iPhone portrait HEIC or a Google Camera JPEG carries",
+              DEPTH_EMBEDDED)]
     for name, model in DEPTH_MODELS.items():
         label = f"{model.label} · {model.licence}"
         if with_status and not depth_status(name)[0]:
@@ -58,10 +62,10 @@ def depth_spec(choice: str | None, disparity_map: str | None) -> str:
         return disparity_map
     if choice == DEPTH_AUTO:
         return disparity_map or DEPTH_AUTO
-    if choice == DEPTH_APPROXIMATE or choice in DEPTH_MODELS:
+    if choice in (DEPTH_APPROXIMATE, DEPTH_EMBEDDED) or choice in DEPTH_MODELS:
         return choice
     raise MagicBokehError(f"unknown depth source {choice!r}; choose one of: "
-                          f"{', '.join([DEPTH_AUTO, *DEPTH_MODELS, DEPTH_APPROXIMATE, DEPTH_UPLOADED])}.")
+                          f"{', '.join([DEPTH_AUTO, DEPTH_EMBEDDED, *DEPTH_MODELS, DEPTH_APPROXIMATE, DEPTH_UPLOADED])}.")
 
 
 def depth_models_markdown() -> str:

@@ -92,7 +92,9 @@ def add_depth_options(parser: argparse.ArgumentParser, *, folder_maps: bool = Fa
     """--depth, --depth-model, --depth-input-size, --depth-is-depth."""
     parser.add_argument(
         "--depth", default="auto",
-        help="auto (a Depth Anything model if available, else approximate) | approximate | a depth model "
+        help="auto (the photo's own depth map when it carries one: iPhone portrait HEIC, Google Camera GDepth or "
+        "Dynamic Depth JPEG; else a Depth Anything model if available, else approximate) | embedded (only the "
+        "photo's own map) | approximate | a depth model "
         "(dadepth | small | base | large | hub id | transformers folder | upstream .pth) | a disparity "
         "map file (.png 8/16-bit, .npy; any size)"
         + (" | a folder of maps named like the photos" if folder_maps else "") + " (default: auto)",

@@ -42,8 +42,9 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
         """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
 
         Args:
-            image: the photo (JPEG, PNG, WebP...); EXIF orientation is applied, so focus coordinates
-                refer to the upright image.
+            image: the photo (JPEG, PNG, WebP, HEIC/HEIF...); EXIF orientation is applied, so focus
+                coordinates refer to the upright image. A phone portrait (iPhone HEIC, Google Camera
+                GDepth or Dynamic Depth JPEG) brings its own depth map, original photo and focus point.
             focus_x: column of the pixel to keep sharp, 0 = left edge. Leave both focus_x and focus_y
                 empty for automatic focus on the nearest large region.
             focus_y: row of the pixel to keep sharp, 0 = top edge.
@@ -60,7 +61,8 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
             highlight_boost: brighten out-of-focus highlights so they bloom into bokeh discs.
             focus_parity: focus exactly as the official MagicBokeh demo (the 8-bit disparity of the
                 single focus pixel) instead of the median over a 7x7 window.
-            depth_model: depth source: "auto" (the best model available here, else approximate),
+            depth_model: depth source: "auto" (the photo's own depth map when it carries one, else the
+                best model available here, else approximate), "embedded" (only the photo's own map),
                 "dadepth" (MagicBokeh's degradation-aware ViT-L), "small" (Depth Anything V2 Small,
                 Apache-2.0), "base" or "large" (CC-BY-NC-4.0), "approximate" (no model) or "uploaded"
                 (the disparity_map file; "auto" also uses it when given). A model whose weights are

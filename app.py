@@ -71,6 +71,7 @@ EXAMPLES = [
     ("coffee.jpg", 280, 140, 24, None, False, "Coffee (CC0)"),
     ("chelsea.jpg", 225, 150, 16, None, False, "Chelsea the cat (CC0)"),
     ("rocket.jpg", 320, 280, 28, None, True, "Rocket (SpaceX, public domain)"),
+    ("motorcycle.jpg", 420, 200, 24, "motorcycle_disparity.png", False, "Motorcycle, measured depth (Middlebury 2014)"),
 ]
 
 
@@ -132,7 +133,9 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
         render_form = Form({**settings, "max_side": capture["max_side"],
                             "match_input_size": capture["match_input_size"]})
         sweep_form = Form({**settings, **{key: sweep[key] for key in ("sweep_kind", "sweep_frames", "sweep_k_max")}})
-        _wire(blocks, h, photo, blur, depth, sweep, state, render_btn, outputs, render_form, sweep_form)
+        cleared = [*outputs[:3], out["download"], info_json, sweep["gif"], sweep["strip"], sweep["files"],
+                   sweep["status"]]
+        _wire(blocks, h, photo, blur, depth, sweep, state, render_btn, outputs, cleared, render_form, sweep_form)
         api_inputs = [api["image"], photo["focus_x"], photo["focus_y"], blur["k"], api["backend"],
                       depth["disparity_map"], depth["disparity_is_depth"], optics["focal_range"], optics["aperture"],
                       optics["blades"], optics["rotation_deg"], optics["highlight_boost"], capture["focus_parity"],
@@ -146,26 +149,37 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
 
 
 def _wire(blocks: gr.Blocks, h: Handlers, photo: dict, blur: dict, depth: dict, sweep: dict, state: Any,
-          render_btn: Any, outputs: list, render_form: Form, sweep_form: Form) -> None:
-    """The private events: uploads, clicks, the Render and Sweep buttons, slider releases."""
+          render_btn: Any, outputs: list, cleared: list, render_form: Form, sweep_form: Form) -> None:
+    """The private events: uploads, clicks, Enter in focus x/y, the Render and Sweep buttons, slider
+    releases. A failed render or sweep puts its reason in the status line (``Form.failed``)."""
     private = dict(api_visibility="private")
     shared = dict(concurrency_id=RENDER_CONCURRENCY_ID, concurrency_limit=RENDER_CONCURRENCY, **private)
     render, rerender = render_form.handler(h.render), render_form.handler(h.rerender)
-    image, focus = photo["image"], [photo["focus_x"], photo["focus_y"]]
+    image, focus, status = photo["image"], [photo["focus_x"], photo["focus_y"]], outputs[3]
     blocks.load(ui_handlers.reset_focus, None, focus, queue=False, **private)
-    image.upload(h.on_upload, [image], [state, *focus, outputs[3]], queue=False, **private)
-    image.clear(h.on_clear, None, [state, *focus, outputs[3]], queue=False, **private)
-    image.select(ui_handlers.on_select, [image, state], [image, state, *focus], trigger_mode="always_last",
-                 **private).then(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared)
-    photo["auto_btn"].click(ui_handlers.clear_focus, [image, state], [image, state, *focus],
-                            **private).then(rerender, render_form.inputs, outputs, **shared)
-    render_btn.click(render, render_form.inputs, outputs, **shared)
-    blur["k"].release(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared)
+    # Queued (its own pool), so an unreadable file's warning toast reaches the browser.
+    image.upload(h.on_upload, [image], [image, state, *focus, status, *cleared], concurrency_id="upload",
+                 concurrency_limit=RENDER_CONCURRENCY, **private)
+    image.clear(h.on_clear, None, [state, *focus, status, *cleared], queue=False, **private)
+    renders = [
+        image.select(ui_handlers.on_select, [image, state], [image, state, *focus], trigger_mode="always_last",
+                     **private).then(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared),
+        photo["auto_btn"].click(ui_handlers.clear_focus, [image, state], [image, state, *focus],
+                                **private).then(rerender, render_form.inputs, outputs, **shared),
+        render_btn.click(render, render_form.inputs, outputs, **shared),
+        blur["k"].release(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared),
+    ]
+    for number in focus:  # typing a coordinate and pressing Enter renders there
+        renders.append(number.submit(ui_handlers.on_typed_focus, [image, state, *focus], [image, state],
+                                     **private).then(render, render_form.inputs, outputs, **shared))
+    for event in renders:
+        event.failure(render_form.failed, None, [status], queue=False, **private)
     # An uploaded map selects "Uploaded map"; removing it goes back to Automatic.
     depth["disparity_map"].upload(ui_handlers.on_map_upload, None, [depth["depth_model"]], queue=False, **private)
     depth["disparity_map"].clear(ui_handlers.on_map_clear, None, [depth["depth_model"]], queue=False, **private)
     sweep["button"].click(sweep_form.handler(h.sweep), sweep_form.inputs,
-                          [sweep["gif"], sweep["strip"], sweep["files"], sweep["status"]], **shared)
+                          [sweep["gif"], sweep["strip"], sweep["files"], sweep["status"]],
+                          **shared).failure(sweep_form.failed, None, [sweep["status"]], queue=False, **private)
 
 
 def create(sources: ModelSources, default_backends: Sequence[str] | None = None) -> tuple[Handlers, gr.Blocks]:

@@ -83,6 +83,7 @@ for name, x, y, k, disparity, boost, _ in eval(sys.argv[2]):
     (before, after), _, view, *_ = handler(Image.open(app.EXAMPLES_DIR / name), x, y, k, disp, boost)
     stem = f"{Path(name).stem}_{x}_{y}_K{k}_app"
     for tag, arr in (("before", before), ("after", after), ("view", view)):
+        arr = np.asarray(Image.open(arr).convert("RGB")) if isinstance(arr, str) else arr  # files since the app fix
         Image.fromarray(np.asarray(arr)).save(out / f"{stem}_{tag}.png")
 """
 

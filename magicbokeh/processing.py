@@ -62,10 +62,15 @@ def check_max_side(max_side: Any) -> int | None:
         raise MagicBokehError(f"processing size must be a whole number of pixels; got {max_side!r}.") from None
     if value == 0:
         return None
-    if not math.isfinite(value) or value != int(value) or not (MAX_SIDE_RANGE[0] <= value <= MAX_SIDE_RANGE[1]):
+    if not math.isfinite(value) or value != int(value):
         raise MagicBokehError(
-            f"processing size {max_side!r} is not a whole number in [{MAX_SIDE_RANGE[0]}, {MAX_SIDE_RANGE[1]}] "
-            "pixels (long side); use 0 or leave it empty for the original size."
+            f"processing size {max_side!r} is not a whole number of pixels; give the long side as a whole "
+            f"number in [{MAX_SIDE_RANGE[0]}, {MAX_SIDE_RANGE[1]}], or 0 / empty for the original size."
+        )
+    if not (MAX_SIDE_RANGE[0] <= value <= MAX_SIDE_RANGE[1]):
+        raise MagicBokehError(
+            f"processing size {int(value)} px is out of range: the long side must be in "
+            f"[{MAX_SIDE_RANGE[0]}, {MAX_SIDE_RANGE[1]}] pixels; use 0 or leave it empty for the original size."
         )
     return int(value)
 

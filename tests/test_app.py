@@ -23,14 +23,24 @@ DEFAULTS = dict(disparity_map=None, disparity_is_depth=False, focal_range=0.0, a
                 blades=6, rotation_deg=0.0, highlight_boost=False)
 
 
+def _pixels(path) -> np.ndarray:
+    """A returned image file's RGB pixels (every image output is a file of the response's own)."""
+    assert isinstance(path, str) and Path(path).is_file(), path
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def _ui(image, state, x, y, k=16.0, backends=("classical",), **overrides):
-    """Call the Render button's handler with the UI defaults."""
-    return app.handlers.render(AppSettings(image=image, state=state, focus_x=x, focus_y=y, k=k,
-                                           backends=list(backends), **{**DEFAULTS, **overrides}))
+    """Call the Render button's handler with the UI defaults; images read back from their files."""
+    (before, after), gallery, view, status, files, info = app.handlers.render(AppSettings(
+        image=image, state=state, focus_x=x, focus_y=y, k=k, backends=list(backends), **{**DEFAULTS, **overrides}))
+    return (_pixels(before), _pixels(after)), gallery, _pixels(view), status, files, info
 
 
 def _click(image, state, x, y):
-    return ui_handlers.on_select(image, state, gr.SelectData(None, {"index": [x, y], "value": None}))
+    """A click: the marked copy (read back from its file), the state and the focus readout."""
+    marked, state, fx, fy = ui_handlers.on_select(image, state, gr.SelectData(None, {"index": [x, y], "value": None}))
+    return _pixels(marked), state, fx, fy
 
 
 def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -56,7 +66,7 @@ def _ramp_map(path: Path, width: int, height: int) -> np.ndarray:
 
 def test_click_sets_focus_in_original_pixels_and_renders_the_original(tmp_path):
     photo = _photo(160, 96)
-    state, fx, fy, _ = app.handlers.on_upload(photo)
+    _, state, fx, fy, *_ = app.handlers.on_upload(photo)
     assert (fx, fy) == (None, None)
 
     marked, state, fx, fy = _click(photo, state, 37, 61)
@@ -105,7 +115,7 @@ def test_click_on_exif_rotated_photo_uses_upright_pixels(tmp_path):
 
     disparity = _ramp_map(tmp_path / "ramp.npy", 80, 120)
     for image in (via_gradio, via_pil):
-        state, *_ = app.handlers.on_upload(image)
+        _, state, *_ = app.handlers.on_upload(image)
         assert state["original"].size == (80, 120)
         marked, state, fx, fy = _click(image, state, 20, 100)  # y = 100 only exists upright
         assert marked.shape == (120, 80, 3)
@@ -140,7 +150,7 @@ def test_changing_k_reuses_the_cached_depth(monkeypatch):
     monkeypatch.setattr(depth_mod, "approximate_disparity", counting_approx)
     monkeypatch.setattr(depth_mod.DepthAnythingEstimator, "__call__", counting_model)
     photo = _photo(128, 96, seed=5)
-    state, *_ = app.handlers.on_upload(photo)
+    _, state, *_ = app.handlers.on_upload(photo)
     marked, state, fx, fy = _click(photo, state, 64, 40)
 
     first = _ui(Image.fromarray(marked), state, fx, fy, k=4)
@@ -211,7 +221,7 @@ def test_comparing_backends_fills_the_gallery(monkeypatch):
     assert gallery["visible"] is True
     labels = [label for _, label in gallery["value"]]
     assert labels == ["input", "classical", "test-invert"]
-    inverted = next(img for img, label in gallery["value"] if label == "test-invert")
+    inverted = _pixels(next(img for img, label in gallery["value"] if label == "test-invert"))
     np.testing.assert_allclose(inverted.astype(int), 255 - np.asarray(photo).astype(int), atol=1)
     assert set(info["backends"]) == {"classical", "test-invert"}
     assert len(files) == 2 and "test-invert" in status
@@ -221,10 +231,10 @@ def test_comparing_backends_fills_the_gallery(monkeypatch):
 
 def test_clear_focus_restores_the_original():
     photo = _photo(64, 48)
-    state, *_ = app.handlers.on_upload(photo)
+    _, state, *_ = app.handlers.on_upload(photo)
     marked, state, *_ = _click(photo, state, 30, 20)
     shown, state, fx, fy = ui_handlers.clear_focus(Image.fromarray(marked), state)
-    np.testing.assert_array_equal(np.asarray(shown), np.asarray(photo))
+    np.testing.assert_array_equal(_pixels(shown), np.asarray(photo))
     assert (fx, fy) == (None, None)
 
 
@@ -246,7 +256,8 @@ def test_examples_have_licences_and_the_synthetic_one_has_true_depth():
     assert len(with_depth) >= 2
     peaks = []
     for path, x, y, k, disparity, boost in with_depth[:2]:
-        pair, _, _, status, _, info = app.handlers.render_example(Image.open(path), x, y, k, disparity, boost)
+        pair, _, _, status, _, info = app.handlers.render_example(path, x, y, k, disparity, boost)
+        pair = [_pixels(p) for p in pair]
         assert info["approximate_depth"] is False and "supplied disparity map" in info["depth_source"]
         assert info["focus_point"] == [x, y]
         before, after = (p.astype(np.float32).mean(axis=2) for p in pair)
@@ -447,7 +458,7 @@ def test_render_and_sweep_events_receive_one_dict_of_every_control():
     info = out[5]
     assert info["focus_point"] == [10, 12] and info["K"] == 8.0 and info["backend"] == "classical"
     expected = app.handlers.render(AppSettings(image=photo, focus_x=10, focus_y=12, k=8.0))
-    np.testing.assert_array_equal(out[0][1], expected[0][1])
+    np.testing.assert_array_equal(_pixels(out[0][1]), _pixels(expected[0][1]))
 
     values = [by_id.get(c.elem_id, getattr(c, "value", None)) for c in sweep_fn.inputs]
     values = [3 if c.elem_id == "sweep-frames" else v for c, v in zip(sweep_fn.inputs, values)]

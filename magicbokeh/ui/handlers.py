@@ -8,10 +8,7 @@ into the core: :meth:`AppSettings.request` -> :func:`magicbokeh.zerogpu.render_r
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
@@ -24,13 +21,16 @@ from ..app_settings import AppSettings, ModelSources
 from ..backends import Availability, backend_names, get_backend
 from ..depth import depth_status
 from ..errors import MagicBokehError
-from ..images import content_key, save_png, to_uint8
+from ..images import content_key
+from ..notes import warning
 from ..request import RenderResult
-from . import views
+from . import outputs, views
 
-_OUTPUT_DIR = Path(tempfile.gettempdir()) / "magicbokeh-app"
-_OUTPUT_MAX_AGE_S = 3600.0
 NO_PHOTO = "Upload a photo first (or pick an example below)."
+#: Backends that only blur: with them alone, a simulated low-quality capture is not restored.
+BLUR_ONLY = ("classical",)
+#: A fresh folder for one response's files (see :mod:`magicbokeh.ui.outputs`).
+new_output_dir = outputs.new_response_folder
 
 
 def backend_table(sources: ModelSources) -> dict[str, tuple[Availability, str]]:
@@ -63,19 +63,6 @@ def progress_adapter(progress: Any, start: float, span: float, label: str) -> Ca
     def callback(fraction: float, stage: str) -> None:
         progress(start + span * min(max(float(fraction), 0.0), 1.0), desc=f"{label}: {stage}")
     return callback
-
-
-def new_output_dir() -> Path:
-    """A fresh folder for one render's downloads; folders older than an hour are removed."""
-    _OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in _OUTPUT_DIR.iterdir():
-        try:
-            if now - old.stat().st_mtime > _OUTPUT_MAX_AGE_S:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-    return Path(tempfile.mkdtemp(dir=_OUTPUT_DIR))
 
 
 def raise_for_ui(exc: BaseException) -> None:
@@ -131,33 +118,54 @@ class Handlers:
         """The Render button: before/after, comparison gallery, disparity view, status, PNGs, details.
 
         With ``simulate_lq`` the "before" image is the simulated low-quality capture that was rendered.
+        Every image is returned as a PNG file of this response's own folder (see
+        :mod:`magicbokeh.ui.outputs`); the status line's time is this handler's wall time.
         """
-        original = views.resolve_original(s.image, s.state)
-        if original is None:
-            raise gr.Error(NO_PHOTO, title="No photo", print_exception=False)
+        started = time.perf_counter()
         try:
+            original = views.resolve_original(s.image, s.state)
+            if original is None:
+                raise gr.Error(NO_PHOTO, title="No photo", print_exception=False)
             results = self.render_results(s, original, progress)
+            first = results[0]
+            folder = new_output_dir()
+            before = outputs.write_png(folder, "before.png", first.photo.rgb)
+            files = [outputs.write_png(folder, f"magicbokeh_K{r.settings.k:g}_{r.backend}.png", r.image)
+                     for r in results]
+            depth_view = outputs.write_png(folder, "disparity.png", views.disparity_view(first))
         except Exception as exc:  # noqa: BLE001
             raise_for_ui(exc)
-        first = results[0]
-        before = to_uint8(first.photo.rgb)
         if len(results) > 1:
-            items = [(before, "input")] + [(to_uint8(r.image), r.backend) for r in results]
+            items = [(before, "input")] + [(path, r.backend) for path, r in zip(files, results)]
             gallery = gr.update(value=items, visible=True, columns=len(items))
             info: dict[str, Any] = {"backends": {r.backend: r.info() for r in results}}
         else:
             gallery = gr.update(value=None, visible=False)
             info = first.info()
-        folder = new_output_dir()
-        files = [str(save_png(folder / f"magicbokeh_K{r.settings.k:g}_{r.backend}.png", r.image)) for r in results]
-        status = views.status_markdown(results, self.table, self.sources.device)
-        return (before, to_uint8(first.image)), gallery, views.disparity_view(first), status, files, info
+        notes = []
+        if s.simulate_lq and all(b in BLUR_ONLY for b in s.backends):
+            notes.append(warning(self.lq_not_restored()))
+        request_s = time.perf_counter() - started
+        info["request_seconds"] = round(request_s, 4)
+        status = views.status_markdown(results, self.table, self.sources.device, request_s=request_s, notes=notes)
+        return (before, files[0]), gallery, depth_view, status, files, info
+
+    def lq_not_restored(self) -> str:
+        """Why a simulated low-quality capture rendered by the classical backend still looks degraded."""
+        restoring = [name for name in ("two-stage", "magicbokeh") if name in self.table and self.table[name][0].ok]
+        if restoring:
+            how = f"tick {' or '.join(restoring)} to restore it"
+        else:
+            how = "MagicBokeh and two-stage, which restore, are not available here (see *Advanced*)"
+        return ("the classical backend only blurs: the simulated low-quality capture is blurred, not "
+                f"restored; {how}.")
 
     def rerender(self, s: AppSettings, progress: Any = _no_progress) -> tuple:
         """Re-render after a slider release or a click; does nothing while there is no photo."""
         if s.image is None:
             return (gr.skip(),) * 6
         return self.render(s, progress)
+
 
     def render_example(self, image: Any, focus_x: Any, focus_y: Any, k: Any, disparity_map: Any,
                        highlight_boost: Any) -> tuple:
@@ -171,26 +179,34 @@ class Handlers:
         return (outputs[0], None) + tuple(outputs[2:])
 
     def api_render(self, s: AppSettings, progress: Any = _no_progress) -> tuple:
-        """The /render API: (input, result) pair, disparity view, JSON summary (see ``app.render``)."""
+        """The /render API: (input, result) PNG files, disparity view file, JSON summary (see ``app.render``)."""
+        started = time.perf_counter()
         if s.image is None:
             raise gr.Error("no image given; pass a photo.", title="No photo", print_exception=False)
         try:
             # Decoded by our code (the API input is a plain file): a corrupt upload gets our message.
             (result,) = self.render_results(s, processing.decode_upload(s.image), progress)
+            folder = new_output_dir()
+            pair = (outputs.write_png(folder, "input.png", result.photo.rgb),
+                    outputs.write_png(folder, f"magicbokeh_K{result.settings.k:g}_{result.backend}.png", result.image))
+            depth_view = outputs.write_png(folder, "disparity.png", views.disparity_view(result))
         except Exception as exc:  # noqa: BLE001
             raise_for_ui(exc)
-        pair = (to_uint8(result.photo.rgb), to_uint8(result.image))
-        return pair, views.disparity_view(result), result.info()
+        info = result.info()
+        info["request_seconds"] = round(time.perf_counter() - started, 4)
+        return pair, depth_view, info
 
     def sweep(self, s: AppSettings, progress: Any = _no_progress) -> tuple:
-        """The "Make sweep" button: an animated GIF and a PNG strip of the current photo and settings.
+        """The "Make sweep" button: a light preview and a full-resolution animation to download.
 
-        Uses the first selected backend. Returns (GIF path, strip path, both paths, a status line).
+        Uses the first selected backend. Returns (animated preview, contact-sheet preview,
+        [full-resolution MP4 or animated WebP], a status line); see :func:`outputs.sweep_files`.
         """
-        original = views.resolve_original(s.image, s.state)
-        if original is None:
-            raise gr.Error(NO_PHOTO, title="No photo", print_exception=False)
+        started = time.perf_counter()
         try:
+            original = views.resolve_original(s.image, s.state)
+            if original is None:
+                raise gr.Error(NO_PHOTO, title="No photo", print_exception=False)
             if not s.backends:
                 raise MagicBokehError("select at least one backend.")
             backend = s.backends[0]
@@ -204,55 +220,99 @@ class Handlers:
                 progress=progress_adapter(progress, 0.0, 0.95, f"{s.sweep_kind} sweep"),
                 render=zerogpu.render_request,
             )
-            progress(0.95, desc="writing GIF and PNG strip")
-            folder = new_output_dir()
-            stem = f"magicbokeh_{result.kind}_sweep"
-            (gif,) = sweep_core.save_sweep(result.frames, folder / f"{stem}.gif")
-            (strip,) = sweep_core.save_sweep(result.frames, folder / f"{stem}.png")
+            progress(0.95, desc="writing the preview and the animation")
+            preview, sheet, download = outputs.sweep_files(result.frames, new_output_dir(),
+                                                           f"magicbokeh_{result.kind}_sweep")
         except Exception as exc:  # noqa: BLE001
             raise_for_ui(exc)
-        return str(gif), str(strip), [str(gif), str(strip)], views.sweep_status(result)
+        status = views.sweep_status(result, request_s=time.perf_counter() - started, download=download)
+        return preview, sheet, [download], status
 
     # -- focus interaction (private events) -----------------------------------------------------
 
-    def on_upload(self, image: Image.Image | None) -> tuple:
-        """A new photo: remember the upright original, reset the focus to automatic."""
+    def on_upload(self, image: Any) -> tuple:
+        """A new photo: decode it with our code, remember the upright original, reset the focus.
+
+        Returns (photo, state, focus x, focus y, status, *cleared outputs): the results, disparity
+        view, downloads, details and sweep of the previous photo are emptied (:data:`CLEARED`). A
+        file that cannot be read is removed from the photo box and the status line says why (with a
+        warning toast); the server only logs one line.
+        """
         if image is None:
-            return None, None, None, self.startup_status()
-        image = views.upright(image)
-        w, h = image.size
-        state = {"original": image, "display_key": views.image_key(image)}
-        return state, None, None, (f"Photo loaded ({w}×{h}). **Click on it** to choose the focus point; "
-                                   "until then the focus is automatic.")
+            return (None, None, None, None, self.startup_status(), *CLEARED)
+        try:
+            original = views.upright(image)
+        except MagicBokehError as exc:
+            gr.Warning(f"Cannot read this photo: {exc}", title="Unreadable photo")
+            return (None, None, None, None, f"⚠ **Cannot read this photo:** {exc}", *CLEARED)
+        w, h = original.size
+        state = {"original": original, "display_key": views.image_key(original)}
+        return (gr.skip(), state, None, None, f"Photo loaded ({w}×{h}). **Click on it** to choose the focus "
+                "point; until then the focus is automatic.", *CLEARED)
 
     def on_clear(self) -> tuple:
-        """The photo was removed: forget it and the focus point."""
-        return None, None, None, self.startup_status()
+        """The photo was removed: forget it, the focus point and what was rendered from it."""
+        return (None, None, None, self.startup_status(), *CLEARED)
 
 
-def on_select(image: Image.Image | None, state: dict | None, evt: gr.SelectData) -> tuple:
+#: What a new or removed photo empties: before/after, gallery, disparity view, downloads, details,
+#: and the sweep's preview, contact sheet, download and status (the order of ``app.CLEARED_OUTPUTS``).
+CLEARED = (None, gr.update(value=None, visible=False), None, None, None, None, None, None, "")
+
+
+def _decode_or_error(image: Any, state: dict | None) -> Image.Image | None:
+    try:
+        return views.resolve_original(image, state)
+    except MagicBokehError as exc:
+        raise gr.Error(str(exc), title="Unreadable photo", print_exception=False) from None
+
+
+def _marked(original: Image.Image, x: int, y: int) -> tuple[str, dict]:
+    """The original with a focus marker at (x, y), as a PNG file of its own, and the click state."""
+    marked = views.draw_marker(np.asarray(original.convert("RGB")), x, y)
+    path = outputs.write_png(new_output_dir(), "photo_focus.png", marked)
+    return path, {"original": original, "display_key": content_key(marked)}
+
+
+def on_select(image: Any, state: dict | None, evt: gr.SelectData) -> tuple:
     """A click on the photo: focus there, and show a marker at the clicked pixel.
 
     ``evt.index`` is (x, y) in the pixel grid of the file the browser shows, which is always the
     full-resolution upright original or our marked copy of it (same size), so it maps 1:1 to the
     original's pixels.
     """
-    original = views.resolve_original(image, state)
+    original = _decode_or_error(image, state)
     if original is None or evt is None or evt.index is None:
         raise gr.Error("Upload a photo first, then click on it.", title="No photo", print_exception=False)
     w, h = original.size
     x = int(min(max(round(float(evt.index[0])), 0), w - 1))
     y = int(min(max(round(float(evt.index[1])), 0), h - 1))
-    marked = views.draw_marker(np.asarray(original.convert("RGB")), x, y)
-    return marked, {"original": original, "display_key": content_key(marked)}, x, y
+    return (*_marked(original, x, y), x, y)
 
 
-def clear_focus(image: Image.Image | None, state: dict | None) -> tuple:
+def on_typed_focus(image: Any, state: dict | None, focus_x: Any, focus_y: Any) -> tuple:
+    """Enter in focus x or y: move the marker to the typed pixel (the render that follows checks it).
+
+    Coordinates that are empty or outside the photo leave the photo as it is; the render then says
+    what is wrong.
+    """
+    try:
+        original = views.resolve_original(image, state)
+        x, y = int(round(float(focus_x))), int(round(float(focus_y)))
+    except (MagicBokehError, TypeError, ValueError):
+        return gr.skip(), gr.skip()
+    if original is None or not (0 <= x < original.size[0] and 0 <= y < original.size[1]):
+        return gr.skip(), gr.skip()
+    return _marked(original, x, y)
+
+
+def clear_focus(image: Any, state: dict | None) -> tuple:
     """Back to automatic focus: remove the marker and empty the focus readout."""
-    original = views.resolve_original(image, state)
+    original = _decode_or_error(image, state)
     if original is None:
         return gr.skip(), None, None, None
-    return original, {"original": original, "display_key": views.image_key(original)}, None, None
+    path = outputs.write_png(new_output_dir(), "photo.png", np.asarray(original.convert("RGB")))
+    return path, {"original": original, "display_key": views.image_key(original)}, None, None
 
 
 def reset_focus() -> tuple:

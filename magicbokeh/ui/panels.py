@@ -50,8 +50,12 @@ Panel = dict[str, Any]
 
 
 def photo_panel() -> Panel:
-    """The photo (click to focus) and the focus readout."""
-    image = gr.Image(label="Photo — click to set the focus point", type="pil", format="png",
+    """The photo (click to focus) and the focus readout.
+
+    The handlers get the uploaded file's path and decode it with our code (``views.upright``), so an
+    unreadable file gets our message instead of failing inside Gradio before any handler runs.
+    """
+    image = gr.Image(label="Photo — click to set the focus point", type="filepath", format="png",
                      sources=["upload", "clipboard"], height=420, elem_id="input-image")
     with gr.Row(elem_classes="focus-row"):
         focus_x = gr.Number(label="Focus x (px)", value=None, precision=0, elem_id="focus-x", min_width=90)
@@ -156,14 +160,15 @@ def sweep_panel() -> Panel:
             frames = gr.Slider(MIN_FRAMES, SWEEP_MAX_FRAMES_UI, value=8, step=1, label="Frames", elem_id="sweep-frames")
             k_max = gr.Slider(0.5, K_RANGE[1], value=K_RANGE[1], step=0.5, label="K max (aperture sweep)",
                               elem_id="sweep-k-max")
-        button = gr.Button("Make sweep (GIF + PNG strip)", variant="secondary", elem_id="make-sweep")
+        button = gr.Button("Make sweep", variant="secondary", elem_id="make-sweep")
         status = gr.Markdown(elem_id="sweep-status")
         with gr.Row(equal_height=False):
-            gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False, height=260, elem_id="sweep-gif")
-            strip = gr.Image(label="All frames (PNG strip)", type="filepath", interactive=False, height=260,
+            gif = gr.Image(label="Animation (preview)", type="filepath", interactive=False, height=260,
+                           elem_id="sweep-gif")
+            strip = gr.Image(label="All frames (preview)", type="filepath", interactive=False, height=260,
                              elem_id="sweep-strip")
-        files = gr.File(label="Download the GIF and the strip", file_count="multiple", interactive=False,
-                        height=100, elem_id="sweep-files")
+        files = gr.File(label="Full-resolution animation (MP4, or animated WebP)", file_count="multiple",
+                        interactive=False, height=100, elem_id="sweep-files")
     return dict(sweep_kind=kind, sweep_frames=frames, sweep_k_max=k_max, button=button, status=status,
                 gif=gif, strip=strip, files=files)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .. import app_support
+from .. import app_support, processing
 from ..backends import Availability
 from ..images import colourise_disparity, content_key, to_uint8, upright_pil
 from ..notes import is_warning
@@ -19,11 +20,17 @@ BackendTable = Mapping[str, "tuple[Availability, str]"]
 
 
 def upright(image: Any) -> Any:
-    """The photo as displayed: EXIF orientation applied (a no-op for Gradio's own uploads).
+    """The photo as a PIL image with its EXIF orientation applied.
 
-    Anything that is not a PIL image (a path, an array) is returned unchanged: the core's
-    ``load_photo`` applies the orientation itself.
+    A path (or Gradio's ``{"path": ...}``) is decoded by our own code
+    (:func:`magicbokeh.processing.decode_upload`), so a corrupt or unsupported upload raises
+    :class:`~magicbokeh.errors.MagicBokehError` with a message naming the file. Arrays are returned
+    unchanged (the core's ``load_photo`` reads them).
     """
+    if isinstance(image, dict):
+        image = image.get("path")
+    if isinstance(image, (str, Path)):
+        return Image.fromarray(to_uint8(processing.decode_upload(image).rgb))
     if not isinstance(image, Image.Image):
         return image
     return upright_pil(image)[0]
@@ -69,6 +76,11 @@ def draw_marker(rgb: np.ndarray, x: int, y: int) -> np.ndarray:
     return out
 
 
+def error_status(message: str) -> str:
+    """The status line after a failed request: the reason, and that the images are older."""
+    return (f"⚠ **Not rendered:** {message}  \nAnything shown below is from an earlier request.")
+
+
 def disparity_view(result: RenderResult) -> np.ndarray:
     """Colourised disparity (near = warm) with the in-focus region outlined and the focus marked."""
     view = to_uint8(colourise_disparity(result.disparity, result.in_focus))
@@ -91,8 +103,14 @@ def note_lines(messages: Sequence[str]) -> list[str]:
 
 
 def status_markdown(results: Sequence[RenderResult], table: BackendTable | None = None,
-                    device: str | None = None) -> str:
-    """One status block: depth source, focus, backend and device, timings, warnings."""
+                    device: str | None = None, request_s: float | None = None,
+                    notes: Sequence[str] = ()) -> str:
+    """One status block: depth source, focus, backend and device, timings, warnings.
+
+    ``request_s`` is the handler's wall time for the whole request (decoding, any low-quality
+    simulation, every backend, writing the images), what the user waited for once the request left
+    the queue; the per-backend times are the core's (depth + render of that backend).
+    """
     first = results[0]
     lines = []
     # Show an uploaded map by its file name, not Gradio's temporary path.
@@ -115,18 +133,28 @@ def status_markdown(results: Sequence[RenderResult], table: BackendTable | None 
             note = table.get(result.backend, (Availability(True, ""), ""))[0].reason
             where = f"device {device or 'auto'}" + (f" ({note})" if note else "")
         lines.append(f"**Backend:** {result.backend} on {where} — render "
-                     f"{seconds(result.timings.get('render', 0.0))}, total "
+                     f"{seconds(result.timings.get('render', 0.0))}, core total "
                      f"{seconds(result.timings.get('total', 0.0))}")
-    lines += note_lines([m for result in results for m in result.messages])
+    if request_s is not None:
+        lines.append(f"**Time:** {seconds(request_s)} for this request (decoding, rendering and writing the "
+                     "images; not counting the wait in the queue or the download)")
+    lines += note_lines([m for result in results for m in result.messages] + list(notes))
     return "  \n".join(lines)
 
 
-def sweep_status(result: Any) -> str:
-    """The sweep panel's status: what was swept, with which backend, how long, and its notes."""
+def sweep_status(result: Any, request_s: float | None = None, download: str | None = None) -> str:
+    """The sweep panel's status: what was swept, with which backend, how long, and its notes.
+
+    ``request_s``: the handler's wall time (rendering every frame and writing the previews and the
+    download); without it, the core's rendering time.
+    """
     swept = (f"K {result.values[0]:g} → {result.values[-1]:g}" if result.kind == "aperture"
              else f"focal-plane disparity {result.values[0]:.2f} → {result.values[-1]:.2f} at K = {result.k[0]:g}")
+    took = (f"{seconds(request_s)} for this request (rendering {seconds(result.seconds)}, the rest writing "
+            "the files; not counting the wait in the queue)" if request_s is not None else seconds(result.seconds))
+    fmt = f" · download: {Path(download).suffix[1:].upper()} at full resolution" if download else ""
     lines = [f"**{result.kind.capitalize()} sweep:** {len(result.frames)} frames, {swept} · "
-             f"{result.backend} · {seconds(result.seconds)}",
+             f"{result.backend} · {took}{fmt}",
              f"**Depth:** {result.depth_source}" + (" ⚠" if result.approximate_depth else "")]
     return "  \n".join(lines + note_lines(result.messages))
 

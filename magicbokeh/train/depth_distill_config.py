@@ -63,10 +63,11 @@ def check_config(cfg: DistillConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise MagicBokehError(f"--{name.replace('_', '-')} {value} must be at least 1.")
-    if not cfg.lr > 0:
-        raise MagicBokehError(f"--lr {cfg.lr} must be positive (the default is 5e-6).")
-    if cfg.feature_weight < 0 or cfg.output_weight < 0 or cfg.feature_weight + cfg.output_weight == 0:
-        raise MagicBokehError("--feature-weight and --output-weight must be >= 0 and not both 0.")
+    if not 0 < cfg.lr < float("inf"):  # NaN fails the comparison
+        raise MagicBokehError(f"--lr {cfg.lr} must be a finite positive number (the default is 5e-6).")
+    if not (0 <= cfg.feature_weight < float("inf") and 0 <= cfg.output_weight < float("inf")) \
+            or cfg.feature_weight + cfg.output_weight == 0:
+        raise MagicBokehError("--feature-weight and --output-weight must be finite, >= 0 and not both 0.")
     if cfg.num_workers < 0:
         raise MagicBokehError(f"--num-workers {cfg.num_workers} must be >= 0 (0 loads in the main process).")
     if cfg.warmup_steps is not None and cfg.warmup_steps < 0:

@@ -38,6 +38,7 @@ from .depth_distill_model import (
     load_teacher,
     patch_size,
 )
+from .resume_files import damaged_checkpoint, read_state_json
 
 logger = logging.getLogger(__name__)
 
@@ -225,14 +226,15 @@ class DistillRun:
         acc.wait_for_everyone()
         self.resumed_from = find_resume(cfg)
         if self.resumed_from is not None:
-            state = json.loads((self.resumed_from / TRAINER_STATE).read_text())
+            state = read_state_json(self.resumed_from / TRAINER_STATE)
             for key in RESUME_KEYS:
                 if key in state.get("config", {}) and state["config"][key] != getattr(cfg, key):
                     logger.warning("--%s changed since the checkpoint (%s -> %s): the continuation is not exact",
                                    key.replace("_", "-"), state["config"][key], getattr(cfg, key))
-            acc.load_state(str(self.resumed_from / "state"))
-            self.step, self.epoch = int(state["step"]), int(state["epoch"])
-            self.batch_in_epoch = int(state["batch_in_epoch"])
+            with damaged_checkpoint(self.resumed_from, "trainer or optimizer state"):
+                acc.load_state(str(self.resumed_from / "state"))
+                self.step, self.epoch = int(state["step"]), int(state["epoch"])
+                self.batch_in_epoch = int(state["batch_in_epoch"])
             if self.main:
                 logger.info("resuming from %s (step %d)", self.resumed_from, self.step)
         if self.main:

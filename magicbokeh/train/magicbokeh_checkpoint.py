@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MagicBokehError
+from .resume_files import damaged_checkpoint, read_state_json
 from ..publish import publish_folder
 from .magicbokeh_config import Config
 
@@ -42,7 +43,7 @@ def check_resume(config: Config, ckpt_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MagicBokehError(f"{ckpt_dir} has no {RESUME_DIR}/{TRAINER_STATE}; it cannot be resumed "
                               "(use a new --output folder, or init_from to fine-tune it).")
-    state = json.loads(path.read_text())
+    state = read_state_json(path)
     saved = state.get("ranks", {})
     for key, value in lora_ranks(config).items():
         if saved.get(key) != value:
@@ -85,25 +86,31 @@ def save_optimizers(folder: Path, opts: dict[str, Any], phase_names: dict[str, l
 
 
 def load_optimizers(opts: dict[str, Any], folder: Path, phase_names: dict[str, list[str]]) -> None:
-    """Restore what :func:`save_optimizers` wrote; raises when the parameters differ."""
+    """Restore what :func:`save_optimizers` wrote; raises when the parameters differ or a file is damaged."""
+    for p, opt in opts.items():
+        with damaged_checkpoint(folder, f"{p} optimizer state"):
+            _load_optimizer(opt, folder, p, phase_names[p])
+
+
+def _load_optimizer(opt: Any, folder: Path, p: str, names: list[str]) -> None:
+    """One phase of :func:`load_optimizers`."""
     from safetensors.torch import load_file
 
-    for p, opt in opts.items():
-        meta = json.loads((folder / f"optimizer-{p}.json").read_text())
-        if meta["names"] != phase_names[p]:
-            raise MagicBokehError(f"{folder}: the {p} optimizer was saved for other parameters; "
-                                  "the checkpoint does not match this configuration.")
-        tensors = load_file(str(folder / f"optimizer-{p}.safetensors"))
-        index = {n: i for i, n in enumerate(meta["names"])}
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            name, _, field_name = key.rpartition("/")
-            state.setdefault(index[name], {})[field_name] = value
-        groups = [{**g, "params": list(range(len(meta["names"])))} for g in meta["param_groups"]]
-        for g in groups:
-            if "betas" in g:
-                g["betas"] = tuple(g["betas"])
-        opt.load_state_dict({"state": state, "param_groups": groups})
+    meta = read_state_json(folder / f"optimizer-{p}.json")
+    if meta["names"] != names:
+        raise MagicBokehError(f"{folder}: the {p} optimizer was saved for other parameters; "
+                              "the checkpoint does not match this configuration.")
+    tensors = load_file(str(folder / f"optimizer-{p}.safetensors"))
+    index = {n: i for i, n in enumerate(meta["names"])}
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        name, _, field_name = key.rpartition("/")
+        state.setdefault(index[name], {})[field_name] = value
+    groups = [{**g, "params": list(range(len(meta["names"])))} for g in meta["param_groups"]]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def ema_from(net: Any, ckpt: Any) -> dict[str, Any]:

@@ -186,8 +186,8 @@ class Config:
                            ("optim.lr_isr", o.lr_isr), ("optim.weight_decay", o.weight_decay),
                            ("optim.max_grad_norm", o.max_grad_norm), ("loss.l2_weight", self.loss.l2_weight),
                            ("loss.lpips_weight", self.loss.lpips_weight)):  # fmt: skip
-            if value < 0:
-                raise MagicBokehError(f"{key}={value} must be >= 0.")
+            if not (value >= 0 and value != float("inf")):  # NaN fails both comparisons
+                raise MagicBokehError(f"{key}={value} must be a finite number >= 0.")
         if s.bokeh_steps + s.isr_steps == 0 and s.max_steps > s.sr_pretrain_steps:
             raise MagicBokehError("schedule.bokeh_steps and schedule.isr_steps are both 0; set at least one to >= 1.")
         if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):

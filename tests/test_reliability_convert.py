@@ -100,3 +100,19 @@ def test_legacy_format_pth_converts(upstream_pth, tiny_depth_model, tmp_path) ->
     assert _convert(legacy, tmp_path / "a", tiny_depth_model) == 0
     assert _convert(upstream_pth, tmp_path / "b", tiny_depth_model) == 0
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_foreign_folder_is_refused_before_the_hub_is_asked(tmp_path, monkeypatch, capsys) -> None:
+    """'dadepth' names a Hub file: the folder check comes first, so nothing is downloaded for a refusal."""
+    import magicbokeh.depth.convert_dadepth as conv
+
+    def no_hub(src):
+        raise AssertionError("the Hub was asked before the output folder was checked")
+
+    monkeypatch.setattr(conv, "resolve_checkpoint_file", no_hub)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.pdf").write_bytes(b"%PDF")
+    assert cli_main(["-q", "convert-dadepth", "dadepth", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "thesis.pdf").read_bytes() == b"%PDF"

@@ -335,6 +335,9 @@ def convert_dadepth(
             config (named). Checked before anything is written; a failure leaves ``out_dir`` as it was.
     """
     out = Path(out_dir).expanduser()
+    local = Path(os.fspath(src)).expanduser()
+    # Refused before a Hub download too; the source's folder is checked once it is known.
+    check_output_folder(out, local if local.is_file() else None, overwrite=overwrite)
     pth = resolve_checkpoint_file(os.fspath(src))
     check_output_folder(out, pth, overwrite=overwrite)
     cfg = load_config(config)
@@ -348,7 +351,7 @@ def convert_dadepth(
     return out
 
 
-def check_output_folder(out: Path, source: Path, *, overwrite: bool = False) -> None:
+def check_output_folder(out: Path, source: Path | None, *, overwrite: bool = False) -> None:
     """Refuse an output folder whose replacement would lose a user's files.
 
     Always refused: an existing file, the current folder or one of its parents, and a folder
@@ -363,7 +366,7 @@ def check_output_folder(out: Path, source: Path, *, overwrite: bool = False) -> 
         raise MagicBokehError(
             f"refusing to replace {str(out)!r}: it is the current folder or one of its parents; name a new folder."
         )
-    if resolved == source.resolve().parent or resolved in source.resolve().parents:
+    if source is not None and (resolved == source.resolve().parent or resolved in source.resolve().parents):
         raise MagicBokehError(
             f"refusing to replace {str(out)!r}: it holds the source checkpoint {source.name}; name a new folder."
         )

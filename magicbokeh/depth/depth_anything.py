@@ -58,8 +58,10 @@ def official_input_size(height: int, width: int, input_size: int = DEFAULT_INPUT
     return snap(scale * height), snap(scale * width)
 
 
-def prepare_pixel_values(rgb: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE) -> np.ndarray:
-    """(1, 3, h, w) float32 network input for an (H, W, 3) RGB photo in [0, 1] (official rule)."""
+def official_resize(rgb: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE) -> np.ndarray:
+    """The photo as the network sees it: (h, w, 3) float64 at :func:`official_input_size`, resized with
+    OpenCV ``INTER_CUBIC`` in float64 like the official code (BGR uint8 / 255.0); not clipped, so the
+    cubic overshoot stays. ``rgb``: (H, W, 3) uint8, or float (values used as given, [0, 1] for photos)."""
     import cv2
 
     rgb = np.asarray(rgb)
@@ -67,10 +69,14 @@ def prepare_pixel_values(rgb: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE) 
         raise MagicBokehError(f"depth estimation needs an (H, W, 3) RGB image; got shape {rgb.shape}.")
     if rgb.dtype == np.uint8:
         rgb = rgb.astype(np.float64) / 255.0
-    # float64 like the official code (BGR uint8 / 255.0), so the cubic resize rounds the same way.
     rgb = np.asarray(rgb, dtype=np.float64)
     h, w = official_input_size(rgb.shape[0], rgb.shape[1], input_size)
-    resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def prepare_pixel_values(rgb: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE) -> np.ndarray:
+    """(1, 3, h, w) float32 network input for an (H, W, 3) RGB photo in [0, 1] (official rule)."""
+    resized = official_resize(rgb, input_size)
     normalised = (resized - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
 

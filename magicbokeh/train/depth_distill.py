@@ -6,6 +6,11 @@ Depth Anything V2 teacher sees a clean crop, an identically initialised student 
 prediction. The paper states neither the loss forms, the layers nor the weights; the choices below
 are ours and every one of them is an option.
 
+Crops are taken at the field of view inference sees (``--field-of-view inference``, the default):
+each photo is first resized as Depth Anything's preprocessing resizes it (short side = ``--crop``,
+OpenCV cubic), then cropped, so a 518 crop of a 12 MP photo holds most of the frame, as at inference,
+rather than a small native-resolution patch (``--field-of-view native``).
+
 Loss per micro-batch (all in float32)::
 
     loss = feature_weight * L_feature + output_weight * L_output
@@ -26,7 +31,7 @@ to 0 (``--lr-schedule constant`` keeps the peak), gradient clipping at norm 1.
 
 Run it as is (one process) or under ``accelerate launch`` (several GPUs or nodes)::
 
-    python -m magicbokeh.train.depth_distill --teacher dadepth --images SA1B/ --output runs/da
+    python -m magicbokeh.train.depth_distill --teacher large --images SA1B/ --output runs/da
     accelerate launch --multi_gpu --num_processes 4 -m magicbokeh.train.depth_distill ...
 
 Outputs in ``--output``: ``checkpoint-STEP/`` (student ``model.safetensors`` + ``config.json``,
@@ -51,6 +56,7 @@ from collections.abc import Sequence
 from ..entrypoint import run_command
 from .depth_distill_config import (
     DEGRADATIONS,
+    FIELDS_OF_VIEW,
     LR_SCHEDULES,
     METRICS,
     MIXED_PRECISION,
@@ -84,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Runs as is or under `accelerate launch`.",
     )
     p.add_argument("--teacher", required=True,
-                   help="frozen teacher: transformers folder, hub id, Depth Anything V2 .pth, or 'dadepth'")
+                   help="frozen teacher: 'large' (the paper's pre-trained Depth Anything V2 Large), another "
+                        "name, a transformers folder, hub id, Depth Anything V2 .pth, or 'dadepth'")
     p.add_argument("--images", required=True, help="folder of training photos (recursive; jpg/png/webp/bmp)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, final/, metrics.jsonl (reruns resume)")
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
@@ -99,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm,
                    help="clip the gradient norm (default 1; 0 = off)")
     p.add_argument("--crop", type=int, default=d.crop, help="square crop side in px, a multiple of 14 (default 518)")
+    p.add_argument("--field-of-view", choices=FIELDS_OF_VIEW, default=d.field_of_view,
+                   help="inference (default): resize each photo as Depth Anything's inference does (short side "
+                        "= --crop), then crop; native: crop at the photo's own resolution")
     p.add_argument("--val-images", default=None, help="folder of validation photos (centred crops, fixed degradation)")
     p.add_argument("--val-every", type=int, default=d.val_every, help=f"validate every N steps (default {d.val_every})")
     p.add_argument("--save-every", type=int, default=d.save_every,
@@ -130,7 +140,7 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
         teacher=args.teacher, images=args.images, output=args.output, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-        max_grad_norm=args.max_grad_norm, crop=args.crop, val_images=args.val_images, val_every=args.val_every,
+        max_grad_norm=args.max_grad_norm, crop=args.crop, field_of_view=args.field_of_view, val_images=args.val_images, val_every=args.val_every,
         save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
         grad_accum=args.grad_accum, mixed_precision=args.mixed_precision, feature_weight=args.feature_weight,
         output_weight=args.output_weight, seed=args.seed, num_workers=args.num_workers,
@@ -157,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "DEGRADATIONS",
+    "FIELDS_OF_VIEW",
     "LR_SCHEDULES",
     "METRICS",
     "MIXED_PRECISION",

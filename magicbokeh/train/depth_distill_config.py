@@ -15,8 +15,11 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 TRAINER_STATE = "trainer_state.json"
 RUN_INFO = "run_info.json"
 METRICS = "metrics.jsonl"
+#: Where crops are taken (``image_folder.FIELDS_OF_VIEW``): ``inference`` = the photo resized as Depth
+#: Anything's inference resizes it (short side = --crop), then cropped; ``native`` = at its own resolution.
+FIELDS_OF_VIEW = ("inference", "native")
 #: Arguments that must not change between an interrupted run and its resumption for exactness.
-RESUME_KEYS = ("batch_size", "grad_accum", "crop", "seed", "degradation", "degradation_scale")
+RESUME_KEYS = ("batch_size", "grad_accum", "crop", "seed", "degradation", "degradation_scale", "field_of_view")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class DistillConfig:
     warmup_steps: int | None = None  # None: 5 % of steps
     max_grad_norm: float = 1.0
     crop: int = 518
+    field_of_view: str = "inference"
     val_images: str | None = None
     val_every: int = 1000
     save_every: int = 1000
@@ -72,6 +76,11 @@ def check_config(cfg: DistillConfig) -> None:
         raise MagicBokehError(f"--num-workers {cfg.num_workers} must be >= 0 (0 loads in the main process).")
     if cfg.warmup_steps is not None and cfg.warmup_steps < 0:
         raise MagicBokehError(f"--warmup-steps {cfg.warmup_steps} must be >= 0.")
+    if cfg.field_of_view not in FIELDS_OF_VIEW:
+        raise MagicBokehError(f"--field-of-view {cfg.field_of_view!r}: use one of {', '.join(FIELDS_OF_VIEW)}.")
+    if cfg.field_of_view == "inference" and cfg.crop % 14:
+        raise MagicBokehError(f"--crop {cfg.crop} must be a multiple of the patch size 14 (e.g. 518): with "
+                              "--field-of-view inference it is Depth Anything's input size.")
     if cfg.degradation not in DEGRADATIONS:
         raise MagicBokehError(f"--degradation {cfg.degradation!r}: use one of {', '.join(DEGRADATIONS)}.")
     from ..degradation import MAX_SCALE, min_side_for_scale
@@ -97,5 +106,5 @@ def config_record(cfg: DistillConfig) -> dict[str, Any]:
     return record
 
 
-__all__ = ["DEGRADATIONS", "LR_SCHEDULES", "METRICS", "MIXED_PRECISION", "RESUME_KEYS", "RUN_INFO", "TRAINER_STATE",
+__all__ = ["DEGRADATIONS", "FIELDS_OF_VIEW", "LR_SCHEDULES", "METRICS", "MIXED_PRECISION", "RESUME_KEYS", "RUN_INFO", "TRAINER_STATE",
            "DistillConfig", "check_config", "config_record"]

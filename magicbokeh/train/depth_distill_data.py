@@ -1,4 +1,9 @@
-"""Data of the DA-depth distillation: clean crops and their degraded copies, in a resumable order."""
+"""Data of the DA-depth distillation: clean crops and their degraded copies, in a resumable order.
+
+By default (``field_of_view="inference"``) each photo is first resized as Depth Anything's inference
+resizes it (short side = the crop, cubic), so teacher and student learn at the field of view they
+see when a whole photo is rendered; ``"native"`` crops at the photo's own resolution.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,8 @@ def build_data(cfg: DistillConfig, num_processes: int) -> DistillData:
     from .image_folder import EpochSampler, ImageFolderPairs
 
     degrade_fn = PresetDegradation(cfg.degradation, cfg.degradation_scale)
-    dataset = ImageFolderPairs(cfg.images, crop=cfg.crop, degrade_fn=degrade_fn, seed=cfg.seed, train=True)
+    dataset = ImageFolderPairs(cfg.images, crop=cfg.crop, degrade_fn=degrade_fn, seed=cfg.seed, train=True,
+                               field_of_view=cfg.field_of_view)
     per_step = cfg.batch_size * num_processes
     if len(dataset) < per_step:
         raise MagicBokehError(
@@ -60,7 +66,8 @@ def build_data(cfg: DistillConfig, num_processes: int) -> DistillData:
                         persistent_workers=False)
     val_loader = None
     if cfg.val_images:
-        val_set = ImageFolderPairs(cfg.val_images, crop=cfg.crop, degrade_fn=degrade_fn, seed=cfg.seed, train=False)
+        val_set = ImageFolderPairs(cfg.val_images, crop=cfg.crop, degrade_fn=degrade_fn, seed=cfg.seed, train=False,
+                                   field_of_view=cfg.field_of_view)
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     return DistillData(dataset, sampler, loader, val_loader)
 

@@ -195,7 +195,8 @@ def save_final(student: Any, resolved: str, cfg: DistillConfig, step: int) -> Pa
         copy_preprocessor(resolved, tmp)
         (tmp / "distill_info.json").write_text(json.dumps(
             {"teacher": cfg.teacher, "step": step, "degradation": cfg.degradation,
-             "degradation_scale": cfg.degradation_scale, "crop": cfg.crop}, indent=2) + "\n")
+             "degradation_scale": cfg.degradation_scale, "crop": cfg.crop, "field_of_view": cfg.field_of_view},
+            indent=2) + "\n")
     return final
 
 

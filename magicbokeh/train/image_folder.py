@@ -2,7 +2,9 @@
 
 Any folder of photos works (searched recursively; ``.jpg .jpeg .png .webp .bmp``), e.g. a subset of
 SA-1B as in the MagicBokeh paper. Each sample is a random square crop (the shorter side is first
-resized up, bicubic, when it is smaller than the crop), randomly flipped left-right, returned twice:
+resized up, bicubic, when it is smaller than the crop; with ``field_of_view="inference"`` the photo is
+first resized as Depth Anything's inference resizes it, short side = crop), randomly flipped
+left-right, returned twice:
 the clean crop and a degraded copy made by a pluggable ``degrade_fn`` (for the trainers
 ``magicbokeh.degradation.degrade``).
 
@@ -40,6 +42,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ``degrade_fn(rgb, rng) -> rgb``: (H, W, 3) float32 in [0, 1] in and out, same size.
 DegradeFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
+#: Where crops are taken: ``native`` resolution, or the photo resized as Depth Anything's inference
+#: resizes it (short side = the crop, :func:`inference_view`), so a crop sees the field of view it will see.
+FIELDS_OF_VIEW = ("native", "inference")
 _VALIDATION_EPOCH = -1  # validation samples never depend on the epoch
 _MAX_REPLACEMENTS = 16
 
@@ -80,7 +85,7 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def crop_square(rgb: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
-    """A ``size`` x ``size`` crop of ``rgb`` (H, W, 3) uint8: random with ``rng``, else centred.
+    """A ``size`` x ``size`` crop of ``rgb`` (H, W, 3) uint8 or float: random with ``rng``, else centred.
 
     When the shorter side is below ``size`` the image is first resized up (bicubic, aspect kept) so
     that the shorter side equals ``size``.
@@ -100,6 +105,19 @@ def crop_square(rgb: np.ndarray, size: int, rng: np.random.Generator | None) -> 
     return rgb[top:top + size, left:left + size]
 
 
+def inference_view(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``rgb`` resized as Depth Anything's inference resizes a photo for input size ``size`` (a multiple
+    of 14): short side = ``size``, the long side by the official lower-bound rule, cubic in float64
+    (:func:`magicbokeh.depth.depth_anything.official_resize`). uint8 in: float32 in [0, 1] out (clipped:
+    the degradation takes [0, 1]); float in: float32, values as resized."""
+    from ..depth.depth_anything import official_resize
+
+    out = official_resize(rgb, size)
+    if np.asarray(rgb).dtype == np.uint8:
+        out = np.clip(out, 0.0, 1.0)
+    return out.astype(np.float32)
+
+
 class ImageFolderPairs:
     """Clean/degraded crop pairs from a folder of photos (a map-style torch dataset).
 
@@ -112,6 +130,9 @@ class ImageFolderPairs:
         train: True: random crop and flip, new randomness every epoch; False (validation): centred
             crop, no flip, one fixed degradation per image.
         verify: check every file once at build time (cheap header read) and skip unreadable ones.
+        field_of_view: ``"native"`` (crop the photo at its own resolution) or ``"inference"`` (crop the
+            photo resized as Depth Anything's inference resizes it, :func:`inference_view`; ``crop``
+            must then be a multiple of 14).
         sharpen_target: Real-ESRGAN's ``gt_usm``: the clean crop is unsharp-masked
             (:func:`magicbokeh.degradation.unsharp_mask`) and that sharpened crop is both the target
             and what ``degrade_fn`` degrades, as upstream degrades its sharpened ground truth.
@@ -121,9 +142,12 @@ class ImageFolderPairs:
     """
 
     def __init__(self, root: str | Path, *, crop: int = 518, degrade_fn: DegradeFn | None = None,
-                 seed: int = 0, train: bool = True, verify: bool = True, sharpen_target: bool = False) -> None:
+                 seed: int = 0, train: bool = True, verify: bool = True, sharpen_target: bool = False,
+                 field_of_view: str = "native") -> None:
         if crop <= 0:
             raise MagicBokehError(f"crop={crop} must be a positive number of pixels.")
+        if field_of_view not in FIELDS_OF_VIEW:
+            raise MagicBokehError(f"field of view {field_of_view!r}: use one of {', '.join(FIELDS_OF_VIEW)}.")
         paths = find_images(root)
         self.skipped: list[Path] = []
         if verify:
@@ -143,6 +167,7 @@ class ImageFolderPairs:
         self.seed = int(seed)
         self.train = bool(train)
         self.sharpen_target = bool(sharpen_target)
+        self.field_of_view = field_of_view
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -166,10 +191,17 @@ class ImageFolderPairs:
             raise MagicBokehError(f"{_MAX_REPLACEMENTS} consecutive unreadable images from index {index} "
                                   f"in {self.root}; check the data folder.")
         rng = sample_rng(self.seed, self.epoch if self.train else _VALIDATION_EPOCH, int(index))
-        clean_u8 = crop_square(rgb, self.crop, rng if self.train else None)
+        if self.field_of_view == "inference":
+            view = inference_view(rgb, self.crop)  # float32 in [0, 1], short side = crop
+        else:
+            view = rgb
+        clean = crop_square(view, self.crop, rng if self.train else None)
         if self.train and rng.random() < 0.5:
-            clean_u8 = clean_u8[:, ::-1]
-        clean = np.ascontiguousarray(clean_u8, dtype=np.float32) / np.float32(255.0)
+            clean = clean[:, ::-1]
+        if clean.dtype == np.uint8:
+            clean = np.ascontiguousarray(clean, dtype=np.float32) / np.float32(255.0)
+        else:
+            clean = np.ascontiguousarray(clean, dtype=np.float32)
         if self.sharpen_target:
             from ..degradation import unsharp_mask
 
@@ -228,11 +260,13 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "TRAIN_IMAGE_SUFFIXES",
+    "FIELDS_OF_VIEW",
     "EpochSampler",
     "ImageFolderPairs",
     "check_images",
     "crop_square",
     "find_images",
+    "inference_view",
     "normalise_imagenet",
     "read_rgb_uint8",
     "sample_rng",

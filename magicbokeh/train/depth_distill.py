@@ -140,7 +140,8 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
         teacher=args.teacher, images=args.images, output=args.output, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-        max_grad_norm=args.max_grad_norm, crop=args.crop, field_of_view=args.field_of_view, val_images=args.val_images, val_every=args.val_every,
+        max_grad_norm=args.max_grad_norm, crop=args.crop, field_of_view=args.field_of_view,
+        val_images=args.val_images, val_every=args.val_every,
         save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
         grad_accum=args.grad_accum, mixed_precision=args.mixed_precision, feature_weight=args.feature_weight,
         output_weight=args.output_weight, seed=args.seed, num_workers=args.num_workers,

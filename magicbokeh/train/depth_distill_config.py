@@ -106,5 +106,5 @@ def config_record(cfg: DistillConfig) -> dict[str, Any]:
     return record
 
 
-__all__ = ["DEGRADATIONS", "FIELDS_OF_VIEW", "LR_SCHEDULES", "METRICS", "MIXED_PRECISION", "RESUME_KEYS", "RUN_INFO", "TRAINER_STATE",
-           "DistillConfig", "check_config", "config_record"]
+__all__ = ["DEGRADATIONS", "FIELDS_OF_VIEW", "LR_SCHEDULES", "METRICS", "MIXED_PRECISION", "RESUME_KEYS", "RUN_INFO",
+           "TRAINER_STATE", "DistillConfig", "check_config", "config_record"]

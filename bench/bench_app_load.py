@@ -84,9 +84,8 @@ def one_user(url: str, photo: Path, backend: str, requests: int, k: float, out: 
              user: int = 0) -> None:
     """One visitor: its own client, ``requests`` renders in a row; appends (seconds, error, max rank).
 
-    Every request focuses on a different pixel, so no two concurrent requests produce byte-identical
-    results (Gradio 6.31 rewrites a content-hashed cache file in place: two identical outputs at
-    once can truncate a file another response is still streaming).
+    Every visitor sends the same request (same photo, focus and K), as when many visitors click
+    the same example: concurrent responses are byte-identical, which the app must survive.
     """
     from gradio_client import Client, handle_file
 
@@ -100,7 +99,7 @@ def one_user(url: str, photo: Path, backend: str, requests: int, k: float, out: 
         t0 = time.perf_counter()
         max_rank, error = 0, None
         try:
-            job = client.submit(image=handle_file(str(photo)), focus_x=100 + 3 * i, focus_y=60 + 7 * user, k=k,
+            job = client.submit(image=handle_file(str(photo)), focus_x=100, focus_y=60, k=k,
                                 backend=backend, api_name="/render")
             while not job.done():
                 status = job.status()
@@ -143,7 +142,7 @@ def leak_check(url: str, photo: Path, backend: str, n: int, k: float) -> dict:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
-    call = lambda i: client.predict(image=handle_file(str(photo)), focus_x=50 + i % 50, focus_y=60,  # noqa: E731
+    call = lambda i: client.predict(image=handle_file(str(photo)), focus_x=100, focus_y=60,  # noqa: E731
                                     k=k, backend=backend, api_name="/render")
     for i in range(10):
         call(i)
@@ -171,7 +170,7 @@ def markdown(args, env: dict, levels: list[dict], leak: dict | None) -> str:
         "",
         f"Machine: {env['machine']}; Python {env['python']}, gradio {env['gradio']}, gradio_client "
         f"{env['gradio_client']}. The app is launched in the benchmark's process on 127.0.0.1 and driven "
-        f"through `/render` by N gradio_client users, each sending {args.requests} request(s) of a "
+        f"through `/render` by N gradio_client users, each sending {args.requests} identical request(s) of a "
         f"{args.width}x{args.height} photo, backend `{args.backend}`, K = {args.k:g}, depth: "
         f"{env['depth']}. Peak RSS is this process (server + clients), sampled every 0.1 s.",
         "",

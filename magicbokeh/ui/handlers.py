@@ -9,17 +9,18 @@ into the core: :meth:`AppSettings.request` -> :func:`magicbokeh.zerogpu.render_r
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import app_support, processing, zerogpu
+from .. import app_support, zerogpu
 from .. import sweep as sweep_core
 from ..app_settings import AppSettings, ModelSources
 from ..backends import Availability, backend_names, get_backend
-from ..depth import depth_status
+from ..depth import depth_status, from_photo
 from ..errors import MagicBokehError
 from ..images import content_key
 from ..notes import warning
@@ -126,7 +127,7 @@ class Handlers:
             original = views.resolve_original(s.image, s.state)
             if original is None:
                 raise gr.Error(NO_PHOTO, title="No photo", print_exception=False)
-            results = self.render_results(s, original, progress)
+            results = self.render_results(s, views.photo_source(original, s.state), progress)
             first = results[0]
             folder = new_output_dir()
             before = outputs.write_png(folder, "before.png", first.photo.rgb)
@@ -185,7 +186,7 @@ class Handlers:
             raise gr.Error("no image given; pass a photo.", title="No photo", print_exception=False)
         try:
             # Decoded by our code (the API input is a plain file): a corrupt upload gets our message.
-            (result,) = self.render_results(s, processing.decode_upload(s.image), progress)
+            (result,) = self.render_results(s, from_photo.open_upload(s.image), progress)
             folder = new_output_dir()
             pair = (outputs.write_png(folder, "input.png", result.photo.rgb),
                     outputs.write_png(folder, f"magicbokeh_K{result.settings.k:g}_{result.backend}.png", result.image))
@@ -214,7 +215,7 @@ class Handlers:
             s.render_settings(backend, self.sources), s.depth_spec()
             if s.simulate_lq:
                 progress(0.0, desc="simulating a low-quality capture")
-            request = s.sweep_request(s.source_photo(original), backend, self.sources)
+            request = s.sweep_request(s.source_photo(views.photo_source(original, s.state)), backend, self.sources)
             result = sweep_core.render_sweep(
                 request, kind=s.sweep_kind, frames=s.sweep_frames, k_max=s.sweep_k_max,
                 progress=progress_adapter(progress, 0.0, 0.95, f"{s.sweep_kind} sweep"),
@@ -241,14 +242,20 @@ class Handlers:
         if image is None:
             return (None, None, None, None, self.startup_status(), *CLEARED)
         try:
-            original = views.upright(image)
+            original, show_copy, depth_format = views.open_upload(image)
+            # HEIC, or a phone portrait rendered from the original it carries: show what is rendered.
+            shown = outputs.write_png(new_output_dir(), "photo.png", np.asarray(original)) if show_copy else gr.skip()
         except MagicBokehError as exc:
             gr.Warning(f"Cannot read this photo: {exc}", title="Unreadable photo")
             return (None, None, None, None, f"⚠ **Cannot read this photo:** {exc}", *CLEARED)
         w, h = original.size
-        state = {"original": original, "display_key": views.image_key(original)}
-        return (gr.skip(), state, None, None, f"Photo loaded ({w}×{h}). **Click on it** to choose the focus "
-                "point; until then the focus is automatic.", *CLEARED)
+        # The file itself is rendered (views.photo_source): it may carry a phone's depth and focus.
+        file = image.get("path") if isinstance(image, dict) else image
+        state = {"original": original, "display_key": views.image_key(original),
+                 "file": file if isinstance(file, (str, Path)) else None}
+        carries = f" It carries its own depth map ({depth_format}), used by Automatic." if depth_format else ""
+        return (shown, state, None, None, f"Photo loaded ({w}×{h}). **Click on it** to choose the focus "
+                f"point; until then the focus is automatic.{carries}", *CLEARED)
 
     def on_clear(self) -> tuple:
         """The photo was removed: forget it, the focus point and what was rendered from it."""
@@ -267,11 +274,11 @@ def _decode_or_error(image: Any, state: dict | None) -> Image.Image | None:
         raise gr.Error(str(exc), title="Unreadable photo", print_exception=False) from None
 
 
-def _marked(original: Image.Image, x: int, y: int) -> tuple[str, dict]:
+def _marked(original: Image.Image, x: int, y: int, state: dict | None = None) -> tuple[str, dict]:
     """The original with a focus marker at (x, y), as a PNG file of its own, and the click state."""
     marked = views.draw_marker(np.asarray(original.convert("RGB")), x, y)
     path = outputs.write_png(new_output_dir(), "photo_focus.png", marked)
-    return path, {"original": original, "display_key": content_key(marked)}
+    return path, {"original": original, "display_key": content_key(marked), **views.file_state(state, original)}
 
 
 def on_select(image: Any, state: dict | None, evt: gr.SelectData) -> tuple:
@@ -287,7 +294,7 @@ def on_select(image: Any, state: dict | None, evt: gr.SelectData) -> tuple:
     w, h = original.size
     x = int(min(max(round(float(evt.index[0])), 0), w - 1))
     y = int(min(max(round(float(evt.index[1])), 0), h - 1))
-    return (*_marked(original, x, y), x, y)
+    return (*_marked(original, x, y, state), x, y)
 
 
 def on_typed_focus(image: Any, state: dict | None, focus_x: Any, focus_y: Any) -> tuple:
@@ -303,7 +310,7 @@ def on_typed_focus(image: Any, state: dict | None, focus_x: Any, focus_y: Any) -
         return gr.skip(), gr.skip()
     if original is None or not (0 <= x < original.size[0] and 0 <= y < original.size[1]):
         return gr.skip(), gr.skip()
-    return _marked(original, x, y)
+    return _marked(original, x, y, state)
 
 
 def clear_focus(image: Any, state: dict | None) -> tuple:
@@ -312,7 +319,8 @@ def clear_focus(image: Any, state: dict | None) -> tuple:
     if original is None:
         return gr.skip(), None, None, None
     path = outputs.write_png(new_output_dir(), "photo.png", np.asarray(original.convert("RGB")))
-    return path, {"original": original, "display_key": views.image_key(original)}, None, None
+    return path, {"original": original, "display_key": views.image_key(original),
+                  **views.file_state(state, original)}, None, None
 
 
 def reset_focus() -> tuple:

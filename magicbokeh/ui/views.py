@@ -9,9 +9,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from .. import app_support, processing
+from .. import app_support
 from ..backends import Availability
-from ..images import colourise_disparity, content_key, to_uint8, upright_pil
+from ..depth import from_photo
+from ..images import HEIF_SUFFIXES, colourise_disparity, content_key, to_uint8, upright_pil
 from ..notes import is_warning
 from ..request import RenderResult
 
@@ -23,14 +24,15 @@ def upright(image: Any) -> Any:
     """The photo as a PIL image with its EXIF orientation applied.
 
     A path (or Gradio's ``{"path": ...}``) is decoded by our own code
-    (:func:`magicbokeh.processing.decode_upload`), so a corrupt or unsupported upload raises
+    (:func:`magicbokeh.depth.from_photo.open_upload`: HEIC too, and for a phone portrait whose
+    primary image is already blurred, the original it carries), so a corrupt or unsupported upload raises
     :class:`~magicbokeh.errors.MagicBokehError` with a message naming the file. Arrays are returned
     unchanged (the core's ``load_photo`` reads them).
     """
     if isinstance(image, dict):
         image = image.get("path")
     if isinstance(image, (str, Path)):
-        return Image.fromarray(to_uint8(processing.decode_upload(image).rgb))
+        return Image.fromarray(to_uint8(from_photo.open_upload(image).rgb))
     if not isinstance(image, Image.Image):
         return image
     return upright_pil(image)[0]
@@ -53,6 +55,38 @@ def resolve_original(image: Image.Image | None, state: dict | None) -> Image.Ima
     if state and state.get("original") is not None and state.get("display_key") == image_key(image):
         return state["original"]
     return image
+
+
+def photo_source(original: Any, state: dict | None) -> Any:
+    """What to render: the uploaded file itself when ``original`` is its photo (the file may carry
+    a phone's depth map and focus point, which a decoded image has lost), else ``original``."""
+    file = (state or {}).get("file")
+    if (isinstance(file, (str, Path)) and original is not None and original is (state or {}).get("original")
+            and Path(file).is_file()):
+        return file
+    return original
+
+
+def file_state(state: dict | None, original: Any) -> dict:
+    """The ``file`` entry of a click state, carried over while the photo stays the same."""
+    if state and state.get("file") and state.get("original") is original:
+        return {"file": state["file"]}
+    return {}
+
+
+def open_upload(file: Any) -> tuple[Image.Image, bool, str | None]:
+    """(the uploaded photo as rendered, upright; whether the browser needs our PNG copy of it; the
+    name of the depth format it carries, or None).
+
+    A copy is needed for a HEIC/HEIF file (most browsers cannot show one) and for a phone portrait
+    whose rendered photo is the original it carries rather than its (blurred) primary image.
+    Raises MagicBokehError for an unreadable file, naming it.
+    """
+    photo = from_photo.open_upload(file)
+    path = file.get("path") if isinstance(file, dict) else file
+    heif = isinstance(path, (str, Path)) and Path(path).suffix.lower() in HEIF_SUFFIXES
+    info = from_photo.embedded_of(photo)
+    return Image.fromarray(to_uint8(photo.rgb)), heif or info is not None, info.format_name if info else None
 
 
 def draw_marker(rgb: np.ndarray, x: int, y: int) -> np.ndarray:
@@ -119,8 +153,13 @@ def status_markdown(results: Sequence[RenderResult], table: BackendTable | None 
         source = re.sub(r"\(([^()]*[/\\])([^/\\()]+)\)", r"(\2)", source)
     depth = source + (" ⚠" if first.approximate_depth else "")
     lines.append(f"**Depth:** {depth} ({seconds(first.timings.get('depth', 0.0))})")
+    from_camera = (first.embedded_depth or {}).get("focus_used")
     if first.focus_point is not None:
         focus = f"pixel ({first.focus_point[0]}, {first.focus_point[1]})"
+        if from_camera:
+            focus = f"from the photo ({first.embedded_depth.get('focus_source')}), {focus} (click to choose another)"
+    elif from_camera:
+        focus = "from the photo (its focus distance; click to choose another)"
     else:
         focus = "automatic — nearest large region (click the photo to choose)"
     lines.append(f"**Focus:** {focus}, focal-plane disparity {first.focus_disparity:.3f} · "

@@ -10,7 +10,8 @@ from collections import OrderedDict
 from typing import Any
 
 from .errors import MagicBokehError
-from .images import Photo, content_key, load_photo
+from .depth.from_photo import open_photo
+from .images import Photo, content_key
 
 #: Menu values besides the names in :data:`magicbokeh.depth.DEPTH_MODELS`.
 DEPTH_AUTO = "auto"
@@ -107,7 +108,7 @@ def simulate_low_quality(image: Any, *, preset: str = "realesrgan", seed: Any = 
     """The photo as a low-quality capture (``magicbokeh.degradation.degrade``), at its own size.
 
     Args:
-        image: the clean photo (anything :func:`magicbokeh.images.load_photo` reads).
+        image: the clean photo (anything :func:`magicbokeh.depth.from_photo.open_photo` reads).
         preset: "realesrgan" (Real-ESRGAN second-order degradation) or "zoom" (digital zoom).
         seed: whole number >= 0; the same photo, preset, scale and seed give identical pixels.
         scale: resolution loss in [1, 16] (4 = Real-ESRGAN x4).
@@ -120,7 +121,7 @@ def simulate_low_quality(image: Any, *, preset: str = "realesrgan", seed: Any = 
     from .degradation import degrade
 
     seed = check_seed(seed)
-    photo = load_photo(image)
+    photo = open_photo(image)  # a phone portrait file: the original it carries, not its blurred primary
     key = (photo.key, preset, float(scale), seed)
     with _LQ_LOCK:
         hit = _LQ_CACHE.get(key)

@@ -236,6 +236,18 @@ def test_app_upload_renders_the_file_with_its_depth_and_a_click_overrides(tmp_pa
     assert outputs[5]["embedded_depth"]["depth_used"]
 
 
+def test_app_low_quality_simulation_degrades_the_original_a_portrait_carries(tmp_path):
+    from magicbokeh import app_support
+
+    primary, original, dn = _scene()
+    data, _, _ = files.gdepth_file(files.jpeg(primary), files.png(dn), files.jpeg(original))
+    photo = tmp_path / "lensblur.jpg"
+    photo.write_bytes(data)
+    from_file = app_support.simulate_low_quality(str(photo), seed=5)
+    from_original = app_support.simulate_low_quality(Image.open(io.BytesIO(files.jpeg(original))), seed=5)
+    np.testing.assert_array_equal(from_file.rgb, from_original.rgb)
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from conftest_app import app

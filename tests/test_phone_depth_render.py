@@ -278,3 +278,48 @@ def test_api_render_reads_heic_and_embedded_depth(client, tmp_path):
                                           api_name="/render")
     assert info["embedded_depth"]["format"] == "gdepth" and info["depth_source"].startswith("from the photo")
     np.testing.assert_array_equal(_pixels(before), np.asarray(Image.open(io.BytesIO(files.jpeg(original)))))
+
+
+# ---------------------------------------------------------------------------------------------
+# The GPU road (ZeroGPU router): the photo's depth crosses into the GPU call
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gpu_request_gets_the_original_and_the_photos_map(tmp_path, monkeypatch):
+    import pickle
+
+    from magicbokeh import backends, zerogpu
+    from magicbokeh.backends import Availability, Backend, BackendResult
+    from magicbokeh.depth.from_photo import open_photo
+    from magicbokeh.request import RenderRequest, RenderSettings
+
+    seen = []
+
+    class Recorder(Backend):
+        name, label = "magicbokeh", "recording stand-in"
+
+        def availability(self, options=None):
+            return Availability(True, "stand-in")
+
+        def render(self, image, disparity, focus_disparity, k, *, options, image_key, progress=None):
+            seen.append((np.array(image), np.array(disparity), focus_disparity))
+            return BackendResult(np.asarray(image))
+
+    primary, original, dn = _scene()
+    data, _, _ = files.gdepth_file(files.jpeg(primary), files.png(dn), files.jpeg(original), focus=(0.5, 0.5, 12.0))
+    photo = tmp_path / "lensblur.jpg"
+    photo.write_bytes(data)
+    opened = pickle.loads(pickle.dumps(open_photo(str(photo))))  # what crosses into the ZeroGPU worker
+    assert opened.embedded is not None and opened.embedded.format == "gdepth"
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    backends.register_backend("magicbokeh", lambda: Recorder())
+    try:
+        result = zerogpu.render_request(RenderRequest(str(photo), settings=RenderSettings(k=8, backend="magicbokeh")))
+    finally:
+        backends.register_backend("magicbokeh", "magicbokeh.diffusion.backend:MagicBokehBackend")
+        zerogpu._RECENT.clear()
+    (image, disparity, _), = seen
+    np.testing.assert_array_equal((image * 255 + 0.5).astype(np.uint8),
+                                  np.asarray(Image.open(io.BytesIO(files.jpeg(original)))))
+    np.testing.assert_allclose(disparity, _minmax(1.0 - dn / 255.0), atol=1e-6)
+    assert result.embedded_depth["depth_used"] and result.depth_source.startswith("from the photo")

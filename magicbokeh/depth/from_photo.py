@@ -199,7 +199,8 @@ def focus_note(info: EmbeddedDepth, point: tuple[int, int] | None, exact: float 
     where = f"pixel ({point[0]}, {point[1]})" if point is not None else "the recorded focal plane"
     what = (f"focal distance {info.focus_distance:g} (disparity {exact:.3f}) at {where}" if exact is not None
             else f"{where}, where the camera focused")
-    return f"Focus from the photo ({info.focus_source or info.format_name}): {what} (a chosen focus point overrides it)."
+    source = info.focus_source or info.format_name
+    return f"Focus from the photo ({source}): {what} (a chosen focus point overrides it)."
 
 
 def report(photo: Photo, *, depth_used: bool, focus_used: bool) -> dict[str, Any] | None:

@@ -145,6 +145,21 @@ def test_read_only_output_folder_is_a_clear_error(photo, tmp_path, capsys, no_wo
         ro.chmod(0o755)
 
 
+def test_read_only_folder_simulated_is_a_clear_error(photo, tmp_path, monkeypatch, capsys, no_work) -> None:
+    """The same refusal where root ignores permissions: creating any file in the folder fails."""
+    import errno
+
+    import magicbokeh.output_paths as output_paths
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(dir))
+
+    monkeypatch.setattr(output_paths.tempfile, "NamedTemporaryFile", refuse)
+    for command in ("render", "degrade"):
+        _refused(capsys, [command, str(photo), "-o", str(tmp_path / "out" / "x.png")],
+                 "cannot write", "Read-only file system")
+
+
 # -- atomic publishing ---------------------------------------------------------------------------
 
 

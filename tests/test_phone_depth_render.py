@@ -323,3 +323,14 @@ def test_gpu_request_gets_the_original_and_the_photos_map(tmp_path, monkeypatch)
                                   np.asarray(Image.open(io.BytesIO(files.jpeg(original)))))
     np.testing.assert_allclose(disparity, _minmax(1.0 - dn / 255.0), atol=1e-6)
     assert result.embedded_depth["depth_used"] and result.depth_source.startswith("from the photo")
+
+
+def test_degrade_command_degrades_the_original_a_portrait_carries(tmp_path):
+    primary, original, dn = _scene()
+    data, _, _ = files.gdepth_file(files.jpeg(primary), files.png(dn), files.jpeg(original))
+    (tmp_path / "lensblur.jpg").write_bytes(data)
+    (tmp_path / "original.jpg").write_bytes(files.jpeg(original))
+    for name in ("lensblur", "original"):
+        assert main(["degrade", str(tmp_path / f"{name}.jpg"), "-o", str(tmp_path / f"{name}_lq.png"),
+                     "--seed", "3", "-q"]) == 0
+    np.testing.assert_array_equal(_pixels(tmp_path / "lensblur_lq.png"), _pixels(tmp_path / "original_lq.png"))

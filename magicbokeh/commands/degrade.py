@@ -50,7 +50,8 @@ def _fresh_seed() -> int:
 def run(args: argparse.Namespace) -> int:
     """Degrade ``args.image`` into ``args.output``; returns the exit status."""
     from ..degradation import degrade
-    from ..images import load_photo, save_png
+    from ..depth.from_photo import open_photo
+    from ..images import save_png
 
     output = Path(args.output)
     if output.suffix.lower() != ".png":
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_no_clash([args.image], [("-o", output)])
     check_writable_folder(output.expanduser().parent, "the output")
-    photo = load_photo(args.image)
+    photo = open_photo(args.image)  # a phone portrait: the original it carries, not its blurred primary
     seed = args.seed
     if seed is None:
         seed = _fresh_seed()

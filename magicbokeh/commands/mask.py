@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from ..images import load_photo
+    from ..depth.from_photo import open_photo
     from ..publish import publish_file
     from ..subject.ldf import WEIGHTS_SOURCE, as_uint8_rgb, load_ldf, resolve_saliency_model, saliency_mask
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise MagicBokehError(f"-o must name a .png file; got {str(output)!r}.")
     if not output.parent.is_dir():
         raise MagicBokehError(f"the folder of {str(output)!r} does not exist.")
-    photo = load_photo(args.image)
+    photo = open_photo(args.image)  # a phone portrait: the original it carries, not its blurred primary
     rgb = as_uint8_rgb(photo.rgb)
     if args.point:
         from ..subject.sam import segment_points

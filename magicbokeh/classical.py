@@ -10,6 +10,7 @@ import numpy as np
 from .apertures import make_aperture
 from .backends import Availability, Backend, BackendResult, ProgressCallback
 from .lens_blur import render_lens_blur
+from .subject.defocus import SUBJECT_WEIGHT_OPTION, weighted_disparity
 
 
 class ClassicalBackend(Backend):
@@ -23,6 +24,7 @@ class ClassicalBackend(Backend):
         "blades": "polygon blade count, 3-12",
         "rotation_deg": "polygon rotation, degrees",
         "highlight_boost": "brighten out-of-focus highlights (BokehMe style)",
+        SUBJECT_WEIGHT_OPTION: "(H, W) CoC weight, 0 on a subject kept sharp (set by the core)",
     }
 
     def availability(self, options: Mapping[str, Any] | None = None) -> Availability:
@@ -45,13 +47,17 @@ class ClassicalBackend(Backend):
             blades=int(options.get("blades", 6)),
             rotation_deg=float(options.get("rotation_deg", 0.0)),
         )
+        # Keep the subject sharp (our extension): its CoC is the official one times the subject weight.
+        focal_range = float(options.get("focal_range", 0.0))
+        disparity = weighted_disparity(disparity, focus_disparity, options.get(SUBJECT_WEIGHT_OPTION),
+                                       focal_range=focal_range)
         out = render_lens_blur(
             image,
             disparity,
             focus_disparity,
             k,
             aperture=aperture,
-            focal_range=float(options.get("focal_range", 0.0)),
+            focal_range=focal_range,
             highlight_boost=bool(options.get("highlight_boost", False)),
             progress=progress,
         )

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from .entrypoint import EXIT_BAD_INPUT, configure_logging, run_command
 from .errors import MagicBokehError
+from .commands.subject_options import add_subject_options, check_subject_args
 from .settings import BLADES_RANGE, K_DEFAULT, K_RANGE
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the processed size",
     )
     add_focus_options(r, mask_help="subject mask image (non-zero = subject), or a folder of masks")
+    add_subject_options(r, folder=True)
     r.add_argument(
         "--K", dest="k", type=float, default=K_DEFAULT,
         help=f"blur strength in [{K_RANGE[0]:g}, {K_RANGE[1]:g}]; 0 = no blur (default {K_DEFAULT:g})",
@@ -157,8 +159,11 @@ def depth_from_args(args: argparse.Namespace) -> Any:
 
 def focus_from_args(args: argparse.Namespace, *, mask: str | None = None) -> Any:
     """The Focus of the focus options (``mask`` replaces ``--focus-mask``, e.g. one of a folder)."""
+    from .commands.subject_options import point_focus
     from .pipeline import Focus
 
+    if getattr(args, "point", None):
+        return point_focus(args)
     if args.focus is not None:
         return Focus.point(*args.focus, parity=args.focus_parity)
     if args.focus_mask is not None:
@@ -233,6 +238,7 @@ def _is_model_folder(folder: Path) -> bool:
 
 
 def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folder: bool) -> dict[str, Any]:
+    from .commands.subject_options import request_fields, save_mask
     from .images import save_png
     from .pipeline import run
     from .request import RenderRequest
@@ -247,7 +253,7 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
         request = RenderRequest(str(image), depth=depth, depth_is_depth=args.depth_is_depth,
                                 focus=focus_from_args(args, mask=mask), settings=settings_from_args(args, args.k),
                                 depth_input_size=args.depth_input_size, max_side=args.max_side,
-                                match_input_size=args.output_size == "input")
+                                match_input_size=args.output_size == "input", **request_fields(args))
         result = run(request, progress if args.backend != "classical" else None)
     save_png(output, result.image)
     info = result.info()
@@ -260,6 +266,9 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
         if target:
             path = Path(target) / f"{image.stem}.png" if in_folder else Path(target)
             info[key] = str(save_png(path, data, bits=16))
+    if args.save_mask:
+        info["mask_output"] = save_mask(Path(args.save_mask) / f"{image.stem}.png" if in_folder else args.save_mask,
+                                        result)
     return info
 
 
@@ -286,6 +295,7 @@ def check_render_args(args: argparse.Namespace) -> None:
 
     settings_from_args(args, args.k).checked()
     focus_from_args(args)  # a NaN focus point is refused here
+    check_subject_args(args)
     check_max_side(args.max_side)
     images: list[Path] | None = getattr(args, "images", None)
     inputs = [*_files_in(depth_from_args(args)), *_files_in(args.focus_mask)]
@@ -295,18 +305,19 @@ def check_render_args(args: argparse.Namespace) -> None:
             if getattr(args, flag):
                 check_suffix(getattr(args, flag), MAP_OUTPUT_SUFFIXES, "--" + flag.replace("_", "-"))
         check_no_clash([args.image, *inputs], [("-o", args.output), ("--save-depth", args.save_depth),
-                                               ("--save-defocus", args.save_defocus)])
-        folders = {Path(p).expanduser().parent for p in (args.output, args.save_depth, args.save_defocus) if p}
+                                               ("--save-defocus", args.save_defocus), ("--save-mask", args.save_mask)])
+        folders = {Path(p).expanduser().parent for p in (args.output, args.save_depth, args.save_defocus,
+                                                           args.save_mask) if p}
     else:
         check_unique_stems(images)
         outputs = []
         for image in images:
             for flag, folder in (("-o", args.output), ("--save-depth", args.save_depth),
-                                 ("--save-defocus", args.save_defocus)):
+                                 ("--save-defocus", args.save_defocus), ("--save-mask", args.save_mask)):
                 if folder:
                     outputs.append((f"{flag} for {image.name}", Path(folder) / f"{image.stem}.png"))
         check_no_clash([*images, *inputs], outputs)
-        folders = {Path(p).expanduser() for p in (args.output, args.save_depth, args.save_defocus) if p}
+        folders = {Path(p).expanduser() for p in (args.output, args.save_depth, args.save_defocus, args.save_mask) if p}
     for folder in sorted(folders):
         check_writable_folder(folder, "the output")
 

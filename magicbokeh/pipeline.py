@@ -33,6 +33,7 @@ from .images import Photo, content_key, disparity_from_map, load_map
 from .notes import warning
 from .processing import KUnits
 from .request import APERTURE_SHAPES, Focus, RenderRequest, RenderResult, RenderSettings
+from .subject import render_focus
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,9 @@ def render(
     k_units: KUnits = "processed",
     depth_device: str | None = None,
     depth_model: str | None = None,
+    subject: bool = False,
+    saliency_model: str | None = None,
+    sam_model: str | None = None,
 ) -> RenderResult:
     """Render one photo. See :class:`RenderSettings`, :class:`Focus` and :func:`resolve_disparity`.
 
@@ -250,6 +254,8 @@ def render(
             processing size.
         depth_device: device of the depth network (see :func:`resolve_disparity`); None = default.
         depth_model: the model ``depth="auto"`` uses (see :func:`resolve_disparity`).
+        subject, saliency_model, sam_model: keep the subject sharp, the LDF weights of automatic
+            focus, the SAM checkpoint of ``Focus.points`` (see :mod:`magicbokeh.subject.render_focus`).
 
     Raises:
         MagicBokehError: bad input or an unavailable backend, with a message saying what to do.
@@ -265,6 +271,8 @@ def render(
     timings["decode"] = time.perf_counter() - t0
     messages = list(photo.messages)
     focus, preset = _photo_focus(photo, focus, depth)
+    focus, subject_plan = render_focus.prepare(photo, focus, subject=subject, saliency_model=saliency_model,
+                                               sam_model=sam_model)  # clicks -> a subject mask
     focus_x_in, focus_y_in = focus.x, focus.y
     input_photo = photo
     size_plan = processing.plan(*photo.size, max_side)
@@ -323,8 +331,11 @@ def render(
         if exact is not None:  # FocalDistance: the exact plane, not the map around a point
             focus_disparity = exact
         messages.append(from_photo.focus_note(embedded, focus_point, exact))
-    defocus = defocus_map(disparity, focus_disparity, settings.k, focal_range=settings.focal_range)
-    in_focus = in_focus_mask(defocus)
+    focus_disparity, defocus, in_focus = render_focus.resolve(
+        subject_plan, photo, disparity, focus, focus_disparity, subject,  # `subject`: the mask here
+        k=settings.k,
+        focal_range=settings.focal_range, camera_focus=preset is not None)
+    messages.extend(subject_plan.messages)
 
     # 5. Backend.
     t0 = time.perf_counter()
@@ -333,7 +344,7 @@ def render(
         disparity,
         focus_disparity,
         settings.k,
-        options=settings.backend_call_options(),
+        options={**settings.backend_call_options(), **subject_plan.backend_options()},
         image_key=photo.key,
         progress=progress,
     )
@@ -380,6 +391,8 @@ def render(
         k_user=k_user,
         input_size=size_plan.input_size,
         embedded_depth=from_photo.report(photo, depth_used=depth_from_photo, focus_used=preset is not None),
+        subject_mask=subject_plan.mask_at(result_image.shape[1], result_image.shape[0]),
+        focus_report=subject_plan.report(),
     )
 
 

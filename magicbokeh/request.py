@@ -99,6 +99,7 @@ class Focus:
     mask_source: Any = None
     value: float | None = None
     parity: bool = False
+    prompts: tuple[tuple[float, ...], ...] | None = None
 
     @classmethod
     def point(cls, x: float, y: float, *, parity: bool = False) -> "Focus":
@@ -109,6 +110,18 @@ class Focus:
     def mask(cls, mask: Any, *, parity: bool = False) -> "Focus":
         """Focus on the median disparity under a subject mask (path or array, non-zero = subject)."""
         return cls(kind="mask", mask_source=mask, parity=parity)
+
+    @classmethod
+    def points(cls, points: Any, *, parity: bool = False) -> "Focus":
+        """Focus on the subject under prompt points ``[x, y, label]`` (input pixels; label 1 = the
+        subject, 0 = not): Segment Anything, or GrabCut without its weights (magicbokeh.subject)."""
+        try:  # numbers here; shape, labels and bounds are checked against the photo (subject.masks)
+            pts = tuple(tuple(_finite(v, f"point {i + 1}") for v in p) for i, p in enumerate(points))
+        except TypeError:
+            raise MagicBokehError(f"points must be a list of [x, y, label]; got {points!r}.") from None
+        if not pts:
+            raise MagicBokehError("give at least one point [x, y, label] on the subject.")
+        return cls(kind="points", prompts=pts, parity=parity)
 
     @classmethod
     def disparity(cls, value: float) -> "Focus":
@@ -128,6 +141,8 @@ class Focus:
             return f"point ({self.x:.0f}, {self.y:.0f}){' [parity]' if self.parity else ''}"
         if self.kind == "mask":
             return "subject mask"
+        if self.kind == "points":
+            return f"subject under {len(self.prompts or ())} point(s)"
         if self.kind == "disparity":
             return f"disparity {self.value:.3f}"
         return "automatic (nearest large region)"
@@ -150,6 +165,9 @@ class RenderRequest:
         depth_device: device of the depth network (None = the estimator's default).
         depth_model: the model ``depth="auto"`` uses (a front end's ``--depth-model``); None =
             ``$MAGICBOKEH_DEPTH_MODEL``, then the automatic choice.
+        subject: keep the whole subject (the focus mask, points or salient mask) sharp (our extension).
+        saliency_model: LDF weights for automatic focus (None = ``$MAGICBOKEH_SALIENCY_MODEL``).
+        sam_model: Segment Anything checkpoint for point prompts (None = the default).
     """
 
     image: Any
@@ -163,6 +181,9 @@ class RenderRequest:
     k_units: KUnits = "processed"
     depth_device: str | None = None
     depth_model: str | None = None
+    subject: bool = False
+    saliency_model: str | None = None
+    sam_model: str | None = None
 
     def render_kwargs(self) -> dict[str, Any]:
         """Every field but ``image`` as keyword arguments of :func:`magicbokeh.pipeline.render`."""
@@ -191,6 +212,10 @@ class RenderResult:
         k_user: the K asked for; ``settings.k`` is the K the renderer used (they differ only with
             ``k_units="input"`` and a downscale).
         input_size: (width, height) of the decoded input.
+        subject_mask: (H, W) uint8 0..255, the subject mask the focus used (given, clicked or
+            salient), at the result's size; None without one.
+        focus_report: ``focus_rule`` (which focus rule was used), its description and, with a
+            subject mask, ``subject`` (its source, model, points, whether it was kept sharp).
         embedded_depth: the depth the photo file carries (``EmbeddedDepth.summary()`` plus
             ``depth_used``/``focus_used``), ``{"error": ...}`` when it is malformed, else None.
     """
@@ -212,6 +237,8 @@ class RenderResult:
     k_user: float | None = None
     input_size: tuple[int, int] | None = None
     embedded_depth: dict[str, Any] | None = None
+    subject_mask: np.ndarray | None = None
+    focus_report: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
         """JSON-serialisable summary (sizes, focus, backend, depth source, timings, messages)."""
@@ -239,4 +266,6 @@ class RenderResult:
             out["K_requested"] = float(self.k_user)  # "K" is what the renderer used
         if self.embedded_depth is not None:
             out["embedded_depth"] = self.embedded_depth
+        if self.focus_report:
+            out.update(self.focus_report)
         return out

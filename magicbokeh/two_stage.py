@@ -17,6 +17,7 @@ import numpy as np
 
 from .backends import Availability, Backend, BackendResult, ProgressCallback, get_backend
 from .errors import MagicBokehError
+from .subject.defocus import SUBJECT_WEIGHT_OPTION
 
 #: Backend option: re-estimate disparity on the restored photo (None = reuse the input's).
 RESTORED_DEPTH = "restored_depth"
@@ -147,6 +148,8 @@ class TwoStageBackend(Backend):
             from .focus import defocus_map
 
             defocus = defocus_map(blur_disparity, blur_focus, k, focal_range=float(options.get("focal_range", 0.0)))
+            weight = options.get(SUBJECT_WEIGHT_OPTION)  # a subject kept sharp stays sharp
+            defocus = defocus if weight is None else (defocus * weight).astype(np.float32)
         blurred = get_backend("classical").render(
             restored.image, blur_disparity, blur_focus, k, options=options, image_key=image_key,
         )

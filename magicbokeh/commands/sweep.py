@@ -20,6 +20,7 @@ from ..settings import K_DEFAULT, K_RANGE
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of the sweep command (the render options it shares keep render's names)."""
     from ..cli import add_backend_options, add_depth_options, add_focus_options, add_optics_options
+    from .subject_options import add_subject_options
     from ..sweep import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FRAMES, MIN_FRAMES, SWEEP_KINDS
 
     parser.description = ("Render one photo at evenly spaced blur strengths (aperture sweep) or focal "
@@ -46,6 +47,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"GIF/MP4 frames per second, 0.1-60 (default {DEFAULT_FPS:g})")
     add_depth_options(parser)
     add_focus_options(parser, mask_help="subject mask image (non-zero = subject)", prefix="aperture sweep: ")
+    add_subject_options(parser)
     add_optics_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the sweep")
     add_backend_options(parser)
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Render the sweep and write it; bad input raises MagicBokehError (one line, exit 2)."""
     from ..cli import ProgressBar, depth_from_args, focus_from_args, settings_from_args
     from ..request import RenderRequest
+    from .subject_options import FrameRecorder, check_subject_args, request_fields, save_mask
     from ..sweep import (DEFAULT_FRAMES, aperture_multiples, check_fps, check_frames, parse_k_multiples,
                          prepare_output, render_sweep, save_sweep, sweep_values)
 
@@ -78,23 +81,28 @@ def run(args: argparse.Namespace) -> int:
         sweep_values("aperture", frames, k_max=k_max)
     settings = settings_from_args(args, args.k if args.kind == "focus" or multiples else K_DEFAULT).checked()
     focus_from_args(args)  # a NaN focus point is refused before anything loads
+    check_subject_args(args, sweep_kind=args.kind)
     from ..cli import _files_in
     from ..output_paths import check_no_clash
 
     check_no_clash([args.image, *_files_in(depth_from_args(args)), *_files_in(args.focus_mask)],
-                   [("-o", args.output)])
+                   [("-o", args.output), ("--save-mask", args.save_mask)])
     prepare_output(args.output)
     with ProgressBar(enabled=not args.quiet) as progress:
         request = RenderRequest(args.image, depth=depth_from_args(args), depth_is_depth=args.depth_is_depth,
                                 focus=focus_from_args(args), settings=settings,
-                                depth_input_size=args.depth_input_size)
+                                depth_input_size=args.depth_input_size, **request_fields(args))
+        frame = FrameRecorder()  # keeps the last frame's subject mask and focus report
         result = render_sweep(request, kind=args.kind, frames=frames, k_max=k_max, k_multiples=multiples,
-                              progress=progress)
+                              progress=progress, render=frame)
     written = save_sweep(result.frames, args.output, fps=args.fps)
     info = result.info()
     info["input"] = str(args.image)
     info["output"] = str(args.output)
     info["files"] = [str(p) for p in written]
+    info.update(frame.report())
+    if args.save_mask:
+        info["mask_output"] = save_mask(args.save_mask, frame.last)
     if args.json:
         print(json.dumps(info, indent=2))
     elif not args.quiet:

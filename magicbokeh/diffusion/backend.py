@@ -19,6 +19,7 @@ import numpy as np
 from ..backends import Availability, Backend, BackendResult, ProgressCallback
 from ..errors import BackendUnavailable, MagicBokehError
 from ..focus import check_k, model_condition
+from ..subject.defocus import SUBJECT_WEIGHT_OPTION, apply_subject_weight
 from ..settings import FOCAL_RANGE_MAX
 from . import sources
 
@@ -167,6 +168,9 @@ class MagicBokehBackend(Backend):
         # The official model sees 8-bit truncated disparity and focus (spec §1.2, §12.1).
         defocus, in_focus, f = model_condition(disparity, f, k, quantize=opts.quantize_disparity,
                                                focal_range=opts.focal_range)
+        # Keep the subject sharp (our extension): defocus 0 on it, and the attention's in-focus
+        # mask is the subject united with the official in-focus region.
+        defocus, in_focus = apply_subject_weight(defocus, in_focus, options.get(SUBJECT_WEIGHT_OPTION))
         out = pipe.render(
             image,
             defocus,

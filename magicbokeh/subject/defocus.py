@@ -24,6 +24,8 @@ from .masks import check_mask
 
 #: Width (px) over which the defocus rises from 0 on the subject to the official value.
 SUBJECT_FEATHER_PX = 2.0
+#: Backend option carrying the (H, W) weight of :func:`subject_weight` when the subject is kept sharp.
+SUBJECT_WEIGHT_OPTION = "subject_weight"
 
 
 @dataclass
@@ -64,6 +66,42 @@ def subject_weight(subject: np.ndarray, feather_px: float = SUBJECT_FEATHER_PX) 
         return outside.astype(np.float32)
     dist = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return np.minimum(dist / np.float32(feather_px + 1.0), 1.0).astype(np.float32)
+
+
+def apply_subject_weight(
+    defocus: np.ndarray, in_focus: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's own (defocus, in-focus mask) with the subject kept sharp: defocus times ``weight``,
+    in-focus united with the subject (``weight == 0``). ``weight=None`` returns them unchanged."""
+    if weight is None:
+        return defocus, in_focus
+    weight = np.asarray(weight, np.float32)
+    if weight.shape != np.shape(defocus):
+        raise MagicBokehError(f"subject weight is {weight.shape[::-1]} but the defocus map is {np.shape(defocus)[::-1]}.")
+    return (defocus * weight).astype(np.float32), np.asarray(in_focus, bool) | (weight == 0)
+
+
+def weighted_disparity(
+    disparity: np.ndarray, focus_disparity: float, weight: np.ndarray | None, *, focal_range: float = 0.0
+) -> np.ndarray:
+    """A disparity map whose signed circle of confusion (:func:`magicbokeh.focus.signed_coc_radius_px`)
+    is the official one times ``weight``: the focal plane on the subject (``weight == 0``), the input
+    itself where ``weight == 1`` (bit for bit), and in the feather band the distance beyond the focal
+    range scaled by the weight. Lets a renderer that takes a disparity keep the subject sharp."""
+    d = np.asarray(disparity, np.float32)
+    if weight is None:
+        return d
+    w = np.asarray(weight, np.float32)
+    if w.shape != d.shape:
+        raise MagicBokehError(f"subject weight is {w.shape[::-1]} but the disparity is {d.shape[::-1]}.")
+    f = np.float32(focus_disparity)
+    half = np.float32(max(float(focal_range), 0.0) / 2.0)
+    diff = d - f
+    beyond = np.maximum(np.abs(diff) - half, 0.0)
+    scaled = f + np.sign(diff) * (half + beyond * w)
+    out = np.where(beyond > 0, scaled, d)  # inside the focal range the radius is 0 either way
+    out = np.where(w >= 1.0, d, out)
+    return np.where(w <= 0.0, f, out).astype(np.float32)
 
 
 def subject_defocus(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import hub
+from ..cache import cache_dir
 from ..errors import MagicBokehError, preview_names
 from ..publish import publish_text, publish_folder
 from .sources import DADEPTH_FILENAME, checkpoint_hub_file
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the converted layout changes, so stale cache entries are not reused.
 CONVERSION_FORMAT = 1
-ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
 _COMPLETE_MARKER = "conversion.json"
 #: What a conversion writes: a folder holding only these may be replaced by a new conversion.
 CONVERTED_FILES = frozenset({"config.json", "model.safetensors", "preprocessor_config.json", _COMPLETE_MARKER})
@@ -426,11 +426,7 @@ def verify_folder(folder: str | os.PathLike) -> None:
 
 def cache_root() -> Path:
     """``$MAGICBOKEH_CACHE_DIR/depth`` or ``~/.cache/magicbokeh/depth`` (XDG_CACHE_HOME honoured)."""
-    raw = os.environ.get(ENV_CACHE_DIR, "").strip()
-    if raw and raw.lower() not in {"off", "none", "0", "false"}:
-        return Path(raw).expanduser() / "depth"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "magicbokeh" / "depth"
+    return cache_dir("depth", may_disable=False)
 
 
 def converted_folder(src: str | os.PathLike, *, config: str | os.PathLike | None = None) -> Path:

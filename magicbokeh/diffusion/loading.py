@@ -26,6 +26,8 @@ from torch import nn
 
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from ..cache import ENV_CACHE_DIR
+from ..cache import cache_dir as cache_dir_for
 from ..errors import MagicBokehError, preview_names
 from ..publish import publish_folder
 from .attention import set_kernel
@@ -46,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the cached layout or the conversion changes.
 CACHE_FORMAT = 1
-ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
 _REMOVED_PREFIXES = ("mid_block.", "controlnet_mid_block.")
 _PROCESSOR_ATTRS = ("to_q_lora", "to_k_lora", "to_v_lora", "to_out_lora")
 
@@ -292,13 +293,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path | None:
 
     ``off`` / ``none`` / ``0`` disables the cache.
     """
-    raw = os.fspath(cache_dir) if cache_dir is not None else os.environ.get(ENV_CACHE_DIR, "")
-    if raw.strip().lower() in {"off", "none", "0", "false"}:
-        return None
-    if raw:
-        return Path(raw).expanduser() / "diffusion"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "magicbokeh" / "diffusion"
+    return cache_dir_for("diffusion", cache_dir)
 
 
 def cache_key(source_files: list[Path], dtype: torch.dtype) -> str:

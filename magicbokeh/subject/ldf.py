@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..cache import cache_dir
 from ..errors import MagicBokehError, preview_names
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 ENV_SALIENCY_MODEL = "MAGICBOKEH_SALIENCY_MODEL"
-ENV_CACHE_DIR = "MAGICBOKEH_CACHE_DIR"
 #: Bump when the cached layout changes, so stale cache entries are not reused.
 CACHE_FORMAT = 1
 INPUT_SIZE = 352
@@ -85,12 +85,8 @@ def saliency_status(path: str | os.PathLike | None = None) -> tuple[bool, str]:
 
 
 def cache_root() -> Path:
-    """``$MAGICBOKEH_CACHE_DIR/saliency`` or ``~/.cache/magicbokeh/saliency`` (XDG honoured)."""
-    raw = os.environ.get(ENV_CACHE_DIR, "").strip()
-    if raw and raw.lower() not in {"off", "none", "0", "false"}:
-        return Path(raw).expanduser() / "saliency"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "magicbokeh" / "saliency"
+    """``$MAGICBOKEH_CACHE_DIR/saliency`` or ``~/.cache/magicbokeh/saliency`` (XDG_CACHE_HOME honoured)."""
+    return cache_dir("saliency", may_disable=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -234,9 +234,10 @@ MODELS_MARKDOWN_HEAD = """
 MODELS_MARKDOWN_TAIL = """| MagicBokeh LoRA | `LinxiaoShi/Magicbokeh` (`--checkpoint`, `MAGICBOKEH_CHECKPOINT`) | no licence file published by the authors | see *Advanced* |
 | Stable Diffusion 2.1-base | `Manojb/stable-diffusion-2-1-base` mirror (`--base`, `MAGICBOKEH_BASE`) | CreativeML Open RAIL++-M | see *Advanced* |
 
-The depth source is chosen under *Advanced* (Automatic: DA depth on a GPU when its weights are
-present, else Depth Anything V2 Small; `--depth-model` / `MAGICBOKEH_DEPTH_MODEL` set the automatic
-choice). Base, Large and DA depth are for non-commercial use. Without network or cached weights the
+The depth source is chosen under *Advanced* (Automatic: the depth map a phone portrait carries —
+iPhone HEIC, Google Camera GDepth or Dynamic Depth — when the photo has one, else DA depth on a GPU
+when its weights are present, else Depth Anything V2 Small; `--depth-model` /
+`MAGICBOKEH_DEPTH_MODEL` set the automatic model). Base, Large and DA depth are for non-commercial use. Without network or cached weights the
 app falls back to approximate depth (subject cut-out plus ground-plane ramp) and the classical
 renderer, and says so in the status line. Uploaded photos are processed in memory and generated
 files are deleted after an hour.

@@ -153,8 +153,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 
 def depth_from_args(args: argparse.Namespace) -> Any:
-    """The core's ``depth`` argument: ``--depth``, or ``--depth-model`` when ``--depth`` is auto."""
-    return args.depth_model if args.depth == "auto" and args.depth_model else args.depth
+    """The core's ``depth`` argument. ``--depth-model`` travels separately (RenderRequest.depth_model), so
+    ``--depth auto`` still prefers the photo's own depth map over the configured model."""
+    return args.depth
 
 
 def focus_from_args(args: argparse.Namespace, *, mask: str | None = None) -> Any:
@@ -252,6 +253,7 @@ def _render_one(args: argparse.Namespace, image: Path, output: Path, *, in_folde
     with ProgressBar(enabled=not (args.quiet or in_folder)) as progress:
         request = RenderRequest(str(image), depth=depth, depth_is_depth=args.depth_is_depth,
                                 focus=focus_from_args(args, mask=mask), settings=settings_from_args(args, args.k),
+                                depth_model=args.depth_model,
                                 depth_input_size=args.depth_input_size, max_side=args.max_side,
                                 match_input_size=args.output_size == "input", **request_fields(args))
         result = run(request, progress if args.backend != "classical" else None)

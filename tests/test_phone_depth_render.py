@@ -157,6 +157,18 @@ def test_cli_inline_gdepth_renders_the_original_with_its_map(tmp_path, capsys):
     assert info["focus_point"] == [48, 32] and info["focus_disparity"] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_cli_depth_model_does_not_hide_the_photos_own_map(tmp_path, capsys):
+    """--depth-model names the model that --depth auto uses for photos WITHOUT depth; a portrait's own map
+    still comes first (the option used to replace "auto")."""
+    primary, original, dn = _scene()
+    data, _, _ = files.gdepth_file(files.jpeg(primary), files.png(dn), files.jpeg(original))
+    photo = tmp_path / "lensblur.jpg"
+    photo.write_bytes(data)
+    info = _cli_json(capsys, str(photo), "-o", str(tmp_path / "out.png"), "--K", "8",
+                     "--depth-model", "small")
+    assert info["embedded_depth"]["format"] == "gdepth" and info["embedded_depth"]["depth_used"]
+
+
 def test_malformed_embedded_depth_falls_back_with_a_message(tmp_path, capsys):
     primary, original, dn = _scene()
     good, extended, guid = files.gdepth_file(files.jpeg(primary), files.png(dn), files.jpeg(original))

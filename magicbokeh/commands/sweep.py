@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar(enabled=not args.quiet) as progress:
         request = RenderRequest(args.image, depth=depth_from_args(args), depth_is_depth=args.depth_is_depth,
                                 focus=focus_from_args(args), settings=settings,
+                                depth_model=args.depth_model,
                                 depth_input_size=args.depth_input_size, **request_fields(args))
         frame = FrameRecorder()  # keeps the last frame's subject mask and focus report
         result = render_sweep(request, kind=args.kind, frames=frames, k_max=k_max, k_multiples=multiples,

@@ -104,8 +104,13 @@ def test_unreadable_upload_gets_our_message_and_the_photo_box_is_emptied(tmp_pat
     image, state, fx, fy, status = out[:5]
     assert image is None and state is None and (fx, fy) == (None, None)
     assert "Cannot read this photo" in status and "holiday.jpg" in status
-    # Through Gradio's own call path (the upload event): no exception reaches the server.
+    # Through Gradio's own call path (the upload event): the photo component passes the path on
+    # without opening it, and the handler's answer reaches the page; no exception on the server.
+    from gradio.data_classes import ImageData
+
     (upload,) = _event("on_upload")
+    assert upload.inputs[0].preprocess(ImageData(path=str(corrupt), orig_name="holiday.jpg")) == str(corrupt)
+    assert upload.inputs[0].get_block_name() == "image"
     prediction = asyncio.run(app.demo.call_function(upload, [str(corrupt)]))["prediction"]
     assert "Cannot read this photo" in prediction[4]
     # A render or a click on such a file says the same, as a gr.Error.

@@ -2,6 +2,7 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--backend classical]
                   [--depth-model ID|DIR] [--base ID|DIR] [--checkpoint FILE|ID] [--device auto|cpu|cuda]
+                  [--saliency-model PATH] [--sam-model ID|DIR]
 
 This file only wires the UI: panels come from :mod:`magicbokeh.ui.panels`, handlers from
 :mod:`magicbokeh.ui.handlers` (each receives one :class:`~magicbokeh.app_settings.AppSettings`),
@@ -9,8 +10,9 @@ and every computation goes through the core (:func:`magicbokeh.zerogpu.render_re
 :func:`magicbokeh.pipeline.run`). ``demo`` is built at import and launched under ``__main__``.
 
 Model sources and the device come from the flags above or from the environment variables
-``MAGICBOKEH_DEPTH_MODEL``, ``MAGICBOKEH_BASE``, ``MAGICBOKEH_CHECKPOINT`` and
-``MAGICBOKEH_DEVICE`` (flags win; see :class:`~magicbokeh.app_settings.ModelSources`). Nothing is
+``MAGICBOKEH_DEPTH_MODEL``, ``MAGICBOKEH_BASE``, ``MAGICBOKEH_CHECKPOINT``, ``MAGICBOKEH_DEVICE``,
+``MAGICBOKEH_SALIENCY_MODEL`` and ``MAGICBOKEH_SAM_MODEL`` (flags win; see
+:class:`~magicbokeh.app_settings.ModelSources`). Nothing is
 downloaded at start-up: with no network the app starts in seconds, renders with the weight-free
 classical backend and approximate depth, and says so in the status line.
 """
@@ -33,7 +35,7 @@ from magicbokeh import warmup
 from magicbokeh.app_settings import SOURCE_ENV, ModelSources
 from magicbokeh.depth import depth_status
 from magicbokeh.ui import handlers as ui_handlers
-from magicbokeh.ui import panels, views
+from magicbokeh.ui import panels, subject_panel, views
 from magicbokeh.ui.api import render_api
 from magicbokeh.ui.form import Form
 from magicbokeh.ui.handlers import Handlers
@@ -101,7 +103,7 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
         gr.Markdown(panels.DESCRIPTION, elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=340):
-                photo = panels.photo_panel()
+                photo = {**panels.photo_panel(), **subject_panel.subject_panel(h.sources)}
                 blur = panels.blur_panel(views.backend_choices(h.table), h.default_backends)
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                     optics = panels.optics_panel()
@@ -124,11 +126,12 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
                 outputs=outputs, fn=h.render_example, cache_examples=True, cache_mode="lazy",
                 example_labels=labels, label="Examples — each with a preset focus point and K", examples_per_page=8,
             )
-        panels.models_panel()
+        subject_panel.models_panel(h.sources)
         api = panels.api_panel(list(h.table))
 
         settings = {"image": photo["image"], "state": state, "focus_x": photo["focus_x"],
                     "focus_y": photo["focus_y"], "k": blur["k"], "backends": blur["backends"], **optics, **depth,
+                    "points": photo["points"], "subject": photo["subject"],
                     **{key: capture[key] for key in ("simulate_lq", "lq_preset", "lq_seed", "focus_parity")}}
         render_form = Form({**settings, "max_side": capture["max_side"],
                             "match_input_size": capture["match_input_size"]})
@@ -140,7 +143,7 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
                       depth["disparity_map"], depth["disparity_is_depth"], optics["focal_range"], optics["aperture"],
                       optics["blades"], optics["rotation_deg"], optics["highlight_boost"], capture["focus_parity"],
                       depth["depth_model"], capture["simulate_lq"], capture["lq_preset"], capture["lq_seed"],
-                      capture["max_side"], capture["match_input_size"]]
+                      capture["max_side"], capture["match_input_size"], photo["api_subject"], photo["api_points"]]
         api["trigger"].click(render_api(h), api_inputs, [out["slider"], out["depth_view"], info_json],
                              api_name="render", concurrency_id=RENDER_CONCURRENCY_ID,
                              concurrency_limit=RENDER_CONCURRENCY)
@@ -161,11 +164,18 @@ def _wire(blocks: gr.Blocks, h: Handlers, photo: dict, blur: dict, depth: dict, 
     image.upload(h.on_upload, [image], [image, state, *focus, status, *cleared], concurrency_id="upload",
                  concurrency_limit=RENDER_CONCURRENCY, **private)
     image.clear(h.on_clear, None, [state, *focus, status, *cleared], queue=False, **private)
+    points, subject = photo["points"], photo["subject"]
+    for event in (image.upload, image.clear):  # a new or removed photo forgets the points
+        event(lambda: None, None, [points], queue=False, **private)
     renders = [
-        image.select(ui_handlers.on_select, [image, state], [image, state, *focus], trigger_mode="always_last",
+        image.select(subject_panel.click_handler(h.sources), [image, state, points, photo["mode"], subject],
+                     [image, state, *focus, points, subject], trigger_mode="always_last",
                      **private).then(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared),
-        photo["auto_btn"].click(ui_handlers.clear_focus, [image, state], [image, state, *focus],
-                                **private).then(rerender, render_form.inputs, outputs, **shared),
+        photo["auto_btn"].click(ui_handlers.clear_focus, [image, state], [image, state, *focus], **private)
+        .then(lambda: None, None, [points], queue=False, **private).then(rerender, render_form.inputs, outputs, **shared),
+        photo["clear"].click(subject_panel.clear_handler(h.sources), [image, state, subject],
+                             [image, state, points, subject], **private).then(rerender, render_form.inputs, outputs,
+                                                                              **shared),
         render_btn.click(render, render_form.inputs, outputs, **shared),
         blur["k"].release(rerender, render_form.inputs, outputs, trigger_mode="always_last", **shared),
     ]
@@ -244,6 +254,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="MagicBokeh lora.pkl path, trained DIR/final folder, or repo id "
                         "(env MAGICBOKEH_CHECKPOINT)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (env MAGICBOKEH_DEVICE)")
+    parser.add_argument("--saliency-model", help="LDF model-40 path: official salient-object automatic focus "
+                        "(env MAGICBOKEH_SALIENCY_MODEL)")
+    parser.add_argument("--sam-model", help="Segment Anything hub id or folder for clicks (env MAGICBOKEH_SAM_MODEL)")
     parser.add_argument("--mcp", action=argparse.BooleanOptionalAction, default=None,
                         help="serve the MCP endpoint (default: on when gradio[mcp] is installed)")
     return parser.parse_args(argv)
@@ -254,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     sources = ModelSources.from_env(depth_model=args.depth_model, base=args.base, checkpoint=args.checkpoint,
-                                    device=args.device)
+                                    device=args.device, saliency_model=args.saliency_model,
+                                    sam_model=args.sam_model)
     selected = [b.strip() for b in args.backend.split(",") if b.strip()] or ["classical"]
     app_handlers, app = handlers, demo
     if selected != ["classical"] or sources != handlers.sources:

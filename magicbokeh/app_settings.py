@@ -25,6 +25,8 @@ SOURCE_ENV = {
     "base": "MAGICBOKEH_BASE",
     "checkpoint": "MAGICBOKEH_CHECKPOINT",
     "device": "MAGICBOKEH_DEVICE",
+    "saliency_model": "MAGICBOKEH_SALIENCY_MODEL",
+    "sam_model": "MAGICBOKEH_SAM_MODEL",
 }
 
 
@@ -36,6 +38,8 @@ class ModelSources:
     base: str | None = None
     checkpoint: str | None = None
     device: str | None = None
+    saliency_model: str | None = None
+    sam_model: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **flags: str | None) -> "ModelSources":
@@ -93,6 +97,10 @@ class AppSettings:
         simulate_lq, lq_preset, lq_seed: render a simulated low-quality capture of the photo.
         max_side, match_input_size: processing size and whether the result returns to the input's size.
         sweep_kind, sweep_frames, sweep_k_max: the sweep panel.
+        points: subject prompts ``[x, y, label]`` in the photo's pixels (label 1 = subject, 0 = not);
+            used for the focus while focus x/y are empty.
+        subject: keep the whole subject sharp, when there is a subject mask (points, or automatic
+            focus with a saliency model).
     """
 
     image: Any = None
@@ -118,11 +126,14 @@ class AppSettings:
     sweep_kind: str = "aperture"
     sweep_frames: float = 8
     sweep_k_max: float = 32.0
+    points: list | None = None
+    subject: bool = False
 
     def focus(self) -> Focus:
-        """Focus.point for a clicked or typed pixel, Focus.auto() when neither is set."""
+        """Focus.point for a clicked or typed pixel, else Focus.points for subject prompts, else
+        Focus.auto()."""
         if _missing(self.focus_x) and _missing(self.focus_y):
-            return Focus.auto()
+            return Focus.points(self.points, parity=bool(self.focus_parity)) if self.points else Focus.auto()
         if _missing(self.focus_x) or _missing(self.focus_y):
             raise MagicBokehError("set both focus x and focus y (or clear both for automatic focus).")
         return Focus.point(self.focus_x, self.focus_y, parity=bool(self.focus_parity))
@@ -153,22 +164,39 @@ class AppSettings:
         return app_support.simulate_low_quality(original, preset=self.lq_preset or "realesrgan",
                                                 seed=self.lq_seed)
 
+    def keep_subject(self, sources: ModelSources, focus: Focus) -> bool:
+        """Whether to keep the subject sharp: asked for, and a mask exists (points, or automatic
+        focus with a saliency model); a pixel focus has no subject, so the option does not apply."""
+        if not self.subject:
+            return False
+        if focus.kind == "points":
+            return True
+        from .subject.ldf import resolve_saliency_model
+
+        return focus.kind == "auto" and resolve_saliency_model(sources.saliency_model) is not None
+
     def request(self, source: Any, backend: str, sources: ModelSources) -> RenderRequest:
         """One backend's render request: K in input pixels, the chosen processing size."""
+        focus = self.focus()
         return RenderRequest(
             source,
             depth=self.depth_spec(),
             depth_is_depth=bool(self.disparity_is_depth),
-            focus=self.focus(),
+            focus=focus,
             settings=self.render_settings(backend, sources),
             max_side=processing_size(self.max_side, backend),
             match_input_size=bool(self.match_input_size) if self.match_input_size is not None else True,
             k_units="input",
             depth_device=sources.device,
             depth_model=sources.depth_model,
+            subject=self.keep_subject(sources, focus),
+            saliency_model=sources.saliency_model,
+            sam_model=sources.sam_model,
         )
 
     def sweep_request(self, source: Any, backend: str, sources: ModelSources) -> RenderRequest:
         """The request every sweep frame starts from (at the photo's own size, K in its pixels)."""
-        return replace(self.request(source, backend, sources), max_side=None, match_input_size=True,
-                       k_units="processed")
+        request = self.request(source, backend, sources)
+        # A focus sweep moves the focal plane, so no subject is held sharp in it.
+        return replace(request, max_side=None, match_input_size=True, k_units="processed",
+                       subject=request.subject and self.sweep_kind != "focus")

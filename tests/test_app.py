@@ -291,11 +291,11 @@ def test_api_lists_only_the_render_endpoint(client):
     assert params == ["image", "focus_x", "focus_y", "k", "backend", "disparity_map",
                       "disparity_is_depth", "focal_range", "aperture", "blades", "rotation_deg",
                       "highlight_boost", "focus_parity", "depth_model", "simulate_lq", "lq_preset",
-                      "lq_seed", "max_side", "match_input_size"]
+                      "lq_seed", "max_side", "match_input_size", "subject", "points"]
     defaults = {p["parameter_name"]: p.get("parameter_default")
                 for p in api["named_endpoints"]["/render"]["parameters"][13:]}
     assert defaults == {"depth_model": "auto", "simulate_lq": False, "lq_preset": "realesrgan", "lq_seed": 0,
-                        "max_side": "auto", "match_input_size": True}
+                        "max_side": "auto", "match_input_size": True, "subject": False, "points": None}
 
 
 def test_api_render_returns_full_size_images_and_survives_bad_calls(client, tmp_path):

@@ -37,6 +37,8 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
         lq_seed: int = 0,
         max_side: str = "auto",
         match_input_size: bool = True,
+        subject: bool = False,
+        points: list | None = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]:
         """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
@@ -76,6 +78,14 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
                 "auto" (MagicBokeh 1600, classical 3072), "original", or a number in [64, 8192].
                 K keeps the same visual strength at every processing size.
             match_input_size: resize the result back to the input's size (default true).
+            subject: keep the whole subject sharp (our extension): the focal plane is the official
+                median disparity under the subject's mask (from ``points``, or the salient-object
+                mask when the server has a saliency model), the subject gets no blur, the
+                background is blurred as without it.
+            points: optional subject prompts ``[[x, y, label], ...]`` in the photo's pixels (label 1
+                = the subject, 0 = not): the subject under them (Segment Anything, or GrabCut without
+                its weights) gives the focus, as a click in the app. Used while focus_x and focus_y
+                are empty.
 
         Returns:
             The (input, result) pair at the input's full resolution as PNGs, the colourised disparity
@@ -87,7 +97,7 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
             disparity_is_depth=disparity_is_depth, focal_range=focal_range, aperture=aperture, blades=blades,
             rotation_deg=rotation_deg, highlight_boost=highlight_boost, focus_parity=focus_parity,
             depth_model=depth_model, simulate_lq=simulate_lq, lq_preset=lq_preset, lq_seed=lq_seed,
-            max_side=max_side, match_input_size=match_input_size,
+            max_side=max_side, match_input_size=match_input_size, subject=bool(subject), points=points or None,
         )
         return handlers.api_render(settings, progress)
 

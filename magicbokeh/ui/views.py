@@ -15,6 +15,7 @@ from ..depth import from_photo
 from ..images import HEIF_SUFFIXES, colourise_disparity, content_key, to_uint8, upright_pil
 from ..notes import is_warning
 from ..request import RenderResult
+from .focus_words import focus_words
 
 #: name -> (availability, menu label) of every registered backend.
 BackendTable = Mapping[str, "tuple[Availability, str]"]
@@ -161,7 +162,7 @@ def status_markdown(results: Sequence[RenderResult], table: BackendTable | None 
     elif from_camera:
         focus = "from the photo (its focus distance; click to choose another)"
     else:
-        focus = "automatic — nearest large region (click the photo to choose)"
+        focus = focus_words(first)  # automatic (which rule), or the subject's mask
     lines.append(f"**Focus:** {focus}, focal-plane disparity {first.focus_disparity:.3f} · "
                  f"**K** = {first.settings.k:g} · in focus: {100 * first.in_focus.mean():.0f} % of the image")
     table = table or {}

@@ -115,6 +115,7 @@ def test_upload_click_render_and_screenshot(page, tmp_path):
     page.locator("#advanced .label-wrap").first.click()  # fold it again for the screenshot
 
     target = (218, 470)  # the red sphere, in the photo's own pixels
+    page.locator("#click-mode").get_by_text("Focus on a pixel").click()  # not the subject selection
     _click_natural_pixel(page, "#input-image img", *target)
     page.wait_for_function("() => document.querySelector('#focus-x input').value !== ''")
     fx, fy = _readout(page)

@@ -111,6 +111,7 @@ def test_unreadable_upload_gets_our_message_and_the_photo_box_is_emptied(tmp_pat
     (upload,) = _event("on_upload")
     assert upload.inputs[0].preprocess(ImageData(path=str(corrupt), orig_name="holiday.jpg")) == str(corrupt)
     assert upload.inputs[0].get_block_name() == "image"
+    assert not (Path(ui_handlers.__file__).parent / "panels.pyi").exists()  # no stub written by Gradio
     prediction = asyncio.run(app.demo.call_function(upload, [str(corrupt)]))["prediction"]
     assert "Cannot read this photo" in prediction[4]
     # A render or a click on such a file says the same, as a gr.Error.

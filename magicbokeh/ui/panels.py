@@ -49,21 +49,25 @@ go of the slider. The classical backend needs no weights and runs on any CPU.
 Panel = dict[str, Any]
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that hands its handlers the uploaded file's path *without opening it*.
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` that hands its handlers the uploaded file's path *without opening it*.
 
     ``gr.Image.preprocess`` opens every upload with Pillow, even with ``type="filepath"``, so an
-    unreadable file fails inside Gradio before any handler runs (a bare "Error" badge and a server
+    unreadable file failed inside Gradio before any handler ran (a bare "Error" badge and a server
     traceback). Our handlers decode the path with our own reader instead (``views.upright``) and
-    say what is wrong. Drawn in the browser as the ordinary image component (``is_template``).
+    say what is wrong. The instance's ``preprocess`` is replaced rather than the class subclassed:
+    Gradio writes a ``.pyi`` stub next to the module of every Component subclass.
     """
+    image = gr.Image(type="filepath", **kwargs)
+    opening = image.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if payload is None or getattr(payload, "path", None) is None:
-            return super().preprocess(payload)  # nothing, or an inline data: URL
+            return opening(payload)  # nothing, or an inline data: URL
         return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 def photo_panel() -> Panel:
@@ -72,7 +76,7 @@ def photo_panel() -> Panel:
     The handlers get the uploaded file's path and decode it with our code (``views.upright``), so an
     unreadable file gets our message instead of failing inside Gradio before any handler runs.
     """
-    image = PhotoInput(label="Photo — click to set the focus point", type="filepath", format="png",
+    image = photo_input(label="Photo — click to set the focus point", format="png",
                      sources=["upload", "clipboard"], height=420, elem_id="input-image")
     with gr.Row(elem_classes="focus-row"):
         focus_x = gr.Number(label="Focus x (px)", value=None, precision=0, elem_id="focus-x", min_width=90)

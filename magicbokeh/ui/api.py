@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Callable
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from ..app_settings import AppSettings
@@ -14,7 +13,7 @@ from ..settings import K_DEFAULT
 from .handlers import Handlers
 
 
-def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]]:
+def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[str, str], str, dict]]:
     """The ``/render`` function of one demo (Gradio reads its signature and docstring)."""
 
     def render(
@@ -40,7 +39,7 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[np.ndarray, np.n
         subject: bool = False,
         points: list | None = None,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, dict]:
+    ) -> tuple[tuple[str, str], str, dict]:
         """Render lens blur (and, with the MagicBokeh backend, restore) one photo.
 
         Args:

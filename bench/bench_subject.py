@@ -10,7 +10,12 @@ Random weights of the real sizes (timing only; no download):
 * SAM ViT-B (transformers' default ``SamConfig``, 93.7 M parameters): the first click on a photo
   (image encoder + mask decoder) vs a re-click (cached embedding: prompt encoder + mask decoder +
   upscaling to the photo), through :class:`magicbokeh.subject.sam.PointSegmenter`;
-* the GrabCut fallback (no weights).
+* the GrabCut fallback (no weights);
+* the image encoders alone, timed alternately on the same 1024x1024 input: SAM ViT-B vs SAM 2.1
+  Hiera-tiny (transformers' default ``Sam2Config``: Hiera 96 wide, stages 1-2-7-2, the
+  ``facebook/sam2.1-hiera-tiny`` architecture, 31.4 M parameters), the candidate default.
+
+The table is written between marker lines of ``--out``, so notes around it survive a rerun.
 
 Each figure is the median of ``--repeats`` runs after a warm-up.
 """
@@ -125,6 +130,36 @@ def bench_sam(photo: np.ndarray, repeats: int, first_repeats: int) -> dict:
     return {"params": params, "first": first_s, "reclick": reclick_s, "entry": entry_s}
 
 
+def bench_encoders(repeats: int) -> dict:
+    """SAM ViT-B vs SAM 2.1 tiny image encoders on one 1024x1024 input, timed alternately."""
+    from transformers import Sam2Config, Sam2Model, SamConfig, SamModel
+
+    torch.manual_seed(0)
+    vit_b, tiny = SamModel(SamConfig()).eval(), Sam2Model(Sam2Config()).eval()
+    x = torch.randn(1, 3, 1024, 1024)
+
+    def run(model):
+        with torch.inference_mode():
+            return model.get_image_embeddings(x)
+
+    vb, t2 = _paired(lambda: run(vit_b), lambda: run(tiny), repeats)
+    return {"vit_b": vb, "sam2_tiny": t2, "sam2_params": sum(p.numel() for p in tiny.parameters())}
+
+
+START, END = "<!-- bench_subject: start -->", "<!-- bench_subject: end -->"
+
+
+def write_block(path: Path, text: str) -> None:
+    """Replace the text between the markers of ``path`` (append it when there are none)."""
+    block = f"{START}\n{text}\n{END}"
+    old = path.read_text() if path.is_file() else ""
+    if START in old and END in old:
+        new = old[: old.index(START)] + block + old[old.index(END) + len(END):]
+    else:
+        new = block + "\n" + old
+    path.write_text(new)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -137,6 +172,7 @@ def main() -> int:
     r_ldf = bench_ldf(photo, args.repeats) if args.sam_first_repeats > 0 else {"params": 0, "fused2": float("nan"), "six": float("nan")}
     r_sam = bench_sam(photo, args.repeats, args.sam_first_repeats)
     gc_s = _median(lambda: grabcut_subject(photo, [(900.0, 500.0, 1)]), args.repeats)
+    enc = bench_encoders(max(args.sam_first_repeats, 1))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         "## Subject masks: LDF, SAM first click and re-click, GrabCut (`bench/bench_subject.py`)",
@@ -156,11 +192,13 @@ def main() -> int:
         f"{r_sam['first'] / r_sam['reclick']:.0f}x faster than the first click; target <= 0.5 s |",
         f"| SAM re-click through `PointSegmenter.segment` | | {r_sam['entry']:.3f} s | adds the 8-bit conversion and point checks |",
         f"| GrabCut fallback (no weights) | 0 | {gc_s:.2f} s | works at 512 px long side |",
-        "",
+        f"| encoder alone: SAM ViT-B | 93.7 M | {enc['vit_b']:.2f} s | timed alternately with the next row |",
+        f"| encoder alone: SAM 2.1 Hiera-tiny | {enc['sam2_params'] / 1e6:.1f} M | {enc['sam2_tiny']:.2f} s | "
+        f"ratio to ViT-B {enc['vit_b'] / enc['sam2_tiny']:.1f}x (not the default: see docs/subject-focus.md) |",
     ]
     text = "\n".join(lines)
     print(text)
-    args.out.write_text(text)
+    write_block(args.out, text)
     return 0
 
 

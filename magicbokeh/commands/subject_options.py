@@ -76,10 +76,11 @@ def check_subject_args(args: argparse.Namespace, *, sweep_kind: str | None = Non
         check_suffix(args.save_mask, (".png",), "--save-mask")
     from ..subject.ldf import resolve_saliency_model
 
-    # A configured model must exist (says where the weights come from); automatic focus without one
-    # has no mask to keep sharp or to save.
-    model = resolve_saliency_model(args.saliency_model)
-    if model is None and not others and not args.point:
+    # A configured model must exist (says where the weights come from) when automatic focus would use
+    # it; automatic focus without one has no mask to keep sharp or to save.
+    auto = not others and not args.point
+    model = resolve_saliency_model(args.saliency_model) if auto or args.saliency_model else None
+    if model is None and auto:
         for flag, wanted in (("--subject", args.subject), ("--save-mask", args.save_mask)):
             if wanted:
                 raise MagicBokehError(f"{flag} needs a subject mask: give --point X,Y, --focus-mask, or a "

@@ -32,6 +32,9 @@ class BackendResult:
         timings: seconds per stage.
         focus_disparity, defocus: set when the backend used values other than the core's (e.g.
             the official 8-bit quantised disparity), so the reported maps are what it really used.
+        disparity, depth_source: set when the backend blurred with a disparity map of its own
+            ((H, W) float32 in [0, 1], 1 = nearest; e.g. two-stage's depth of the restored photo)
+            and where that map came from, so the reported map is the one used.
     """
 
     image: np.ndarray
@@ -39,6 +42,8 @@ class BackendResult:
     timings: dict[str, float] = field(default_factory=dict)
     focus_disparity: float | None = None
     defocus: np.ndarray | None = None
+    disparity: np.ndarray | None = None
+    depth_source: str | None = None
 
 
 @dataclass(frozen=True)

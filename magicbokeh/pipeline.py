@@ -356,6 +356,13 @@ def render(
         defocus, in_focus = out.defocus, in_focus_mask(out.defocus)
     if out.focus_disparity is not None:
         focus_disparity = float(out.focus_disparity)
+    depth_source = depth_result.source
+    if out.disparity is not None:  # the backend blurred with a map of its own: report that one
+        if out.disparity.shape != disparity.shape:
+            raise MagicBokehError(f"backend {settings.backend!r} returned a {out.disparity.shape} disparity "
+                                  f"map for a {disparity.shape} photo.")
+        disparity = np.asarray(out.disparity, np.float32)
+        depth_source = out.depth_source or depth_source
     if out.image.shape != photo.rgb.shape:
         raise MagicBokehError(
             f"backend {settings.backend!r} returned {out.image.shape} for a {photo.rgb.shape} photo."
@@ -383,8 +390,8 @@ def render(
         focus_point=focus_point,
         settings=settings,
         backend=settings.backend,
-        depth_source=depth_result.source,
-        approximate_depth=depth_result.approximate,
+        depth_source=depth_source,
+        approximate_depth=depth_result.approximate and out.disparity is None,
         timings=timings,
         messages=messages,
         processed_size=size_plan.processed_size,

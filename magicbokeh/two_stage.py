@@ -159,4 +159,6 @@ class TwoStageBackend(Backend):
         return BackendResult(
             blurred.image, [*messages, *blurred.messages], timings,
             focus_disparity=None if resolved is None else blur_focus, defocus=defocus,
+            disparity=None if resolved is None else blur_disparity,
+            depth_source=None if resolved is None else f"{resolved[1]}, estimated on the restored photo",
         )

@@ -114,8 +114,10 @@ def test_two_stage_can_estimate_depth_again_on_the_restored_photo(tiny_assets, t
                  settings=RenderSettings(k=20, backend="two-stage",
                                          backend_options={**options, RESTORED_DEPTH: estimator}))
 
+    # The input's disparity as the core reads it (the classical backend reports it unchanged).
+    given = render(img, depth=disp, focus=Focus.disparity(0.8), settings=RenderSettings(k=0)).disparity
     # The depth came from the restored photo, once, and not from the input.
-    restored = get_backend("magicbokeh").render(img, two.disparity, 0.8, 0.0, options=options, image_key="x").image
+    restored = get_backend("magicbokeh").render(img, given, 0.8, 0.0, options=options, image_key="x").image
     assert len(estimator.seen) == 1
     np.testing.assert_allclose(estimator.seen[0], restored, atol=1e-6)
     assert np.abs(estimator.seen[0] - img).mean() > 1e-3
@@ -123,13 +125,18 @@ def test_two_stage_can_estimate_depth_again_on_the_restored_photo(tiny_assets, t
     # The blur used that map, min-max normalised, with the focus moved to the same surface.
     raw = restored.mean(axis=2)
     new = (raw - raw.min()) / (raw.max() - raw.min())
-    focus = transfer_focus(two.disparity, new, 0.8)
+    focus = transfer_focus(given, new, 0.8)
     expected = get_backend("classical").render(restored, new, focus, 20, options={}, image_key="x").image
     np.testing.assert_allclose(two.image, expected, atol=1e-4)
     # ... which is not what the input's disparity gives, and the core reports what was used.
-    old_way = get_backend("classical").render(restored, two.disparity, 0.8, 20, options={}, image_key="x").image
+    old_way = get_backend("classical").render(restored, given, 0.8, 20, options={}, image_key="x").image
     assert np.abs(two.image - old_way).mean() > 1e-3
     assert two.focus_disparity == pytest.approx(focus)
+    # The reported disparity (info, --save-depth) is the re-estimated map, named as such.
+    np.testing.assert_allclose(two.disparity, new, atol=1e-5)
+    assert np.abs(given - new).mean() > 1e-2
+    assert two.depth_source == "brightness depth (test), estimated on the restored photo"
+    assert not two.approximate_depth
     np.testing.assert_allclose(two.defocus, defocus_map(new, focus, 20), atol=1e-5)
     assert any("re-estimated on the restored photo" in m for m in two.messages)
 

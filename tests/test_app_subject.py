@@ -163,3 +163,11 @@ def test_render_api_old_calls_unchanged_and_new_points_work(tiny_sam, tmp_path):
                            points=[[900, 5, 1]], api_name="/render")
     finally:
         demo.close()
+
+
+def test_render_api_subject_without_a_mask_is_a_clear_error(tmp_path):
+    from magicbokeh.ui.api import render_api
+
+    render = render_api(Handlers(ModelSources()))
+    with pytest.raises(gr.Error, match="subject=true needs a subject mask"):
+        render(_photo_file(tmp_path), None, None, 8, subject=True, progress=lambda *a, **k: None)

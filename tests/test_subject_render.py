@@ -287,3 +287,36 @@ def test_sweep_accepts_the_subject_options(tmp_path, capsys):
                  "--depth", str(tmp_path / "disp.png"), "--focus-mask", str(tmp_path / "board.png"),
                  "--subject", "-q"])
     assert code != 0 and "focus sweep" in capsys.readouterr().err
+
+
+def test_subject_at_a_smaller_processing_size(tiny_sam):
+    """Points are in the input's pixels; the mask is made there, downscaled with the photo, and the
+    mask reported is at the result's (input) size."""
+    photo, disparity, board = _scene()
+    res = run(RenderRequest(photo, depth=disparity, focus=Focus.mask(board), settings=RenderSettings(k=K),
+                            max_side=80, subject=True))
+    assert res.image.shape == photo.shape and res.subject_mask.shape == (H, W)
+    # Reference: the same road at K = 0 (only the down- and up-sampling), on the board away from its edge.
+    resampled = run(RenderRequest(photo, depth=disparity, focus=Focus.mask(board), settings=RenderSettings(k=0),
+                                  max_side=80)).image
+    inner = np.zeros_like(board)
+    inner[50:70, 56:104] = True
+    assert np.abs(res.image - resampled).max(-1)[inner].max() <= 1 / 255
+    blurred = run(RenderRequest(photo, depth=disparity, focus=Focus.mask(board), settings=RenderSettings(k=K),
+                                max_side=80)).image
+    assert np.abs(blurred - resampled).max(-1)[inner].max() > 10 / 255  # without the option the ends blur
+    points = run(RenderRequest(photo, depth=disparity, focus=Focus.points([[80, 60, 1]]),
+                               settings=RenderSettings(k=K), max_side=80, sam_model=tiny_sam))
+    ref = sam.PointSegmenter(tiny_sam).segment(photo, [[80, 60, 1]]).mask
+    assert points.subject_mask.shape == (H, W)
+    # The tiny random SAM's mask is speckled, so a 2x down- and up-sampling changes a few % of it.
+    assert np.mean((points.subject_mask >= 128) == ref) > 0.9
+    assert points.info()["subject"]["points"] == [[80.0, 60.0, 1]]  # in the input's pixels
+
+
+def test_an_empty_focus_mask_keeps_the_official_rule_and_says_so():
+    photo, disparity, board = _scene()
+    res = run(RenderRequest(photo, depth=disparity, focus=Focus.mask(np.zeros_like(board)),
+                            settings=RenderSettings(k=K)))
+    assert res.focus_disparity == 0.0  # inference.py: an empty mask focuses on the farthest plane
+    assert any("subject mask is empty" in m for m in res.messages)

@@ -227,6 +227,9 @@ def resolve(
         plan.messages.append(f"Automatic focus: {RULE_DESCRIPTIONS[plan.rule]}.")
     if mask is not None:
         plan.mask = _uint8(mask)
+        if focus.kind in ("mask", "points") and not np.any(mask):
+            plan.messages.append(warning("the subject mask is empty; the official rule focuses on the farthest "
+                                         "plane. Give a mask with the subject in it."))
     if not plan.subject:
         defocus = defocus_map(disparity, focus_disparity, k, focal_range=focal_range)
         return focus_disparity, defocus, in_focus_mask(defocus)

@@ -98,6 +98,20 @@ def render_api(handlers: Handlers) -> Callable[..., tuple[tuple[str, str], str, 
             depth_model=depth_model, simulate_lq=simulate_lq, lq_preset=lq_preset, lq_seed=lq_seed,
             max_side=max_side, match_input_size=match_input_size, subject=bool(subject), points=points or None,
         )
+        if settings.subject and not _has_subject(settings, handlers):
+            raise gr.Error("subject=true needs a subject mask: pass points [[x, y, 1], ...] with focus_x and focus_y "
+                           "empty (or run the server with a saliency model for automatic focus).",
+                           title="No subject", print_exception=False)
         return handlers.api_render(settings, progress)
 
     return render
+
+
+def _has_subject(settings: AppSettings, handlers: Handlers) -> bool:
+    """Whether the call's focus gives a subject mask to keep sharp (bad focus input: let the render say)."""
+    from ..errors import MagicBokehError
+
+    try:
+        return settings.keep_subject(handlers.sources, settings.focus())
+    except MagicBokehError:
+        return True

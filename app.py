@@ -130,12 +130,14 @@ def build_demo(app_handlers: Handlers) -> gr.Blocks:
         api = panels.api_panel(list(h.table))
 
         settings = {"image": photo["image"], "state": state, "focus_x": photo["focus_x"],
-                    "focus_y": photo["focus_y"], "k": blur["k"], "backends": blur["backends"], **optics, **depth,
+                    "focus_y": photo["focus_y"], "k": blur["k"], "backends": blur["backends"],
+                    "restored_depth": blur["restored_depth"], **optics, **depth,
                     "points": photo["points"], "subject": photo["subject"],
                     **{key: capture[key] for key in ("simulate_lq", "lq_preset", "lq_seed", "focus_parity")}}
         render_form = Form({**settings, "max_side": capture["max_side"],
                             "match_input_size": capture["match_input_size"]})
-        sweep_form = Form({**settings, **{key: sweep[key] for key in ("sweep_kind", "sweep_frames", "sweep_k_max")}})
+        sweep_form = Form({**settings, **{key: sweep[key] for key in ("sweep_kind", "sweep_frames", "sweep_k_max",
+                                                                       "sweep_k_multiples")}})
         cleared = [*outputs[:3], out["download"], info_json, sweep["gif"], sweep["strip"], sweep["files"],
                    sweep["status"]]
         _wire(blocks, h, photo, blur, depth, sweep, state, render_btn, outputs, cleared, render_form, sweep_form)
@@ -184,6 +186,8 @@ def _wire(blocks: gr.Blocks, h: Handlers, photo: dict, blur: dict, depth: dict, 
                                      **private).then(render, render_form.inputs, outputs, **shared))
     for event in renders:
         event.failure(render_form.failed, None, [status], queue=False, **private)
+    blur["backends"].change(panels.on_backends_change, [blur["backends"]], [blur["restored_depth"]], queue=False,
+                            **private)
     # An uploaded map selects "Uploaded map"; removing it goes back to Automatic.
     depth["disparity_map"].upload(ui_handlers.on_map_upload, None, [depth["depth_model"]], queue=False, **private)
     depth["disparity_map"].clear(ui_handlers.on_map_clear, None, [depth["depth_model"]], queue=False, **private)

@@ -97,6 +97,9 @@ class AppSettings:
         simulate_lq, lq_preset, lq_seed: render a simulated low-quality capture of the photo.
         max_side, match_input_size: processing size and whether the result returns to the input's size.
         sweep_kind, sweep_frames, sweep_k_max: the sweep panel.
+        sweep_k_multiples: aperture sweep by multiples of K (text such as "1,2,3"; empty = K from 0
+            to ``sweep_k_max``); when set, K is the base and frames/K max are not used.
+        restored_depth: two-stage backend: estimate depth again on the restored photo.
         points: subject prompts ``[x, y, label]`` in the photo's pixels (label 1 = subject, 0 = not);
             used for the focus while focus x/y are empty.
         subject: keep the whole subject sharp, when there is a subject mask (points, or automatic
@@ -126,6 +129,8 @@ class AppSettings:
     sweep_kind: str = "aperture"
     sweep_frames: float = 8
     sweep_k_max: float = 32.0
+    sweep_k_multiples: str | None = None
+    restored_depth: bool = False
     points: list | None = None
     subject: bool = False
 
@@ -150,8 +155,28 @@ class AppSettings:
             blades=int(self.blades if self.blades is not None else 6),
             rotation_deg=float(self.rotation_deg or 0.0),
             highlight_boost=bool(self.highlight_boost),
-            backend_options=sources.backend_options(backend),
+            backend_options={**sources.backend_options(backend), **self.restored_depth_option(backend, sources)},
         )
+
+    def restored_depth_option(self, backend: str, sources: ModelSources) -> dict[str, str]:
+        """The two-stage backend's ``restored_depth`` option when asked for: the depth menu's model
+        if it names one, else the configured ``--depth-model``, else automatic."""
+        if backend != "two-stage" or not self.restored_depth:
+            return {}
+        from .depth import DEPTH_MODELS
+        from .two_stage import RESTORED_DEPTH
+
+        model = self.depth_model if self.depth_model in DEPTH_MODELS else (sources.depth_model or "auto")
+        return {RESTORED_DEPTH: model}
+
+    def k_multiples(self) -> list[float] | None:
+        """The aperture sweep's multiples of the base K (None: empty field, or a focus sweep)."""
+        text = (self.sweep_k_multiples or "").strip()
+        if not text or self.sweep_kind != "aperture":
+            return None
+        from .sweep import parse_k_multiples
+
+        return parse_k_multiples(text)
 
     def depth_spec(self) -> str:
         """The core's ``depth`` argument for the menu value and the uploaded map."""

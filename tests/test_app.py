@@ -444,7 +444,7 @@ def test_render_and_sweep_events_receive_one_dict_of_every_control():
     import asyncio
     from dataclasses import fields
 
-    sweep_fields = {"sweep_kind", "sweep_frames", "sweep_k_max"}
+    sweep_fields = {"sweep_kind", "sweep_frames", "sweep_k_max", "sweep_k_multiples"}
     everything = {f.name for f in fields(AppSettings)}
     render_fn, sweep_fn = _event("render_settings"), _event("sweep_settings")
     assert render_fn.inputs_as_dict and sweep_fn.inputs_as_dict

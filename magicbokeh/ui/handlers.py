@@ -213,11 +213,12 @@ class Handlers:
             backend = s.backends[0]
             zerogpu.check_allowed("sweep", backend)
             s.render_settings(backend, self.sources), s.depth_spec()
+            multiples = s.k_multiples()  # set: frames and K max are not used
             if s.simulate_lq:
                 progress(0.0, desc="simulating a low-quality capture")
             request = s.sweep_request(s.source_photo(views.photo_source(original, s.state)), backend, self.sources)
             result = sweep_core.render_sweep(
-                request, kind=s.sweep_kind, frames=s.sweep_frames, k_max=s.sweep_k_max,
+                request, kind=s.sweep_kind, frames=s.sweep_frames, k_max=s.sweep_k_max, k_multiples=multiples,
                 progress=progress_adapter(progress, 0.0, 0.95, f"{s.sweep_kind} sweep"),
                 render=zerogpu.render_request,
             )

@@ -95,7 +95,21 @@ def blur_panel(choices: Sequence[tuple[str, str]], default_backends: Sequence[st
     )
     backends = gr.CheckboxGroup(choices=list(choices), value=list(default_backends),
                                 label="Backend — tick several to compare side by side", elem_id="backends")
-    return dict(k=k, backends=backends)
+    restored_depth = gr.Checkbox(value=False, label="Re-estimate depth on the restored photo (two-stage)",
+                                 info="as published two-stage baselines do; default: the input's depth, "
+                                      "the map the joint model sees",
+                                 visible=two_stage_ticked(default_backends), elem_id="restored-depth")
+    return dict(k=k, backends=backends, restored_depth=restored_depth)
+
+
+def two_stage_ticked(backends: Sequence[str] | None) -> bool:
+    """Whether the two-stage backend is ticked (its restored-depth option is shown only then)."""
+    return "two-stage" in (backends or [])
+
+
+def on_backends_change(backends: Sequence[str] | None) -> Any:
+    """Ticking or unticking the two-stage backend shows or hides its restored-depth option."""
+    return gr.update(visible=two_stage_ticked(backends))
 
 
 def optics_panel() -> Panel:
@@ -181,6 +195,10 @@ def sweep_panel() -> Panel:
             frames = gr.Slider(MIN_FRAMES, SWEEP_MAX_FRAMES_UI, value=8, step=1, label="Frames", elem_id="sweep-frames")
             k_max = gr.Slider(0.5, K_RANGE[1], value=K_RANGE[1], step=0.5, label="K max (aperture sweep)",
                               elem_id="sweep-k-max")
+        multiples = gr.Textbox(label="K multiples (aperture sweep, optional)", placeholder="1,2,3",
+                               info="one frame per multiple of the K slider (1,2,3: from 1× to 3× blur, "
+                                    "the paper's Fig. 3); Frames and K max are then not used",
+                               elem_id="sweep-k-multiples")
         button = gr.Button("Make sweep", variant="secondary", elem_id="make-sweep")
         status = gr.Markdown(elem_id="sweep-status")
         with gr.Row(equal_height=False):
@@ -190,7 +208,8 @@ def sweep_panel() -> Panel:
                              elem_id="sweep-strip")
         files = gr.File(label="Full-resolution animation (MP4, or animated WebP)", file_count="multiple",
                         interactive=False, height=100, elem_id="sweep-files")
-    return dict(sweep_kind=kind, sweep_frames=frames, sweep_k_max=k_max, button=button, status=status,
+    return dict(sweep_kind=kind, sweep_frames=frames, sweep_k_max=k_max, sweep_k_multiples=multiples,
+                button=button, status=status,
                 gif=gif, strip=strip, files=files)
 
 

@@ -190,6 +190,11 @@ def sweep_status(result: Any, request_s: float | None = None, download: str | No
     """
     swept = (f"K {result.values[0]:g} → {result.values[-1]:g}" if result.kind == "aperture"
              else f"focal-plane disparity {result.values[0]:.2f} → {result.values[-1]:.2f} at K = {result.k[0]:g}")
+    if result.k_multiples is not None:  # K = multiple × the base K of the K slider
+        base = next((k / m for k, m in zip(result.k, result.k_multiples) if m), None)
+        swept = (", ".join(f"{m:g}×" for m in result.k_multiples)
+                 + (f" the base K {base:g}" if base is not None else " the base K")
+                 + " = K " + ", ".join(f"{k:g}" for k in result.k))
     took = (f"{seconds(request_s)} for this request (rendering {seconds(result.seconds)}, the rest writing "
             "the files; not counting the wait in the queue)" if request_s is not None else seconds(result.seconds))
     fmt = f" · download: {Path(download).suffix[1:].upper()} at full resolution" if download else ""

@@ -150,6 +150,11 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     m.add_argument("--color-fix", choices=("adain", "wavelet", "none"), help="colour correction (default adain)")
     m.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
+    t = parser.add_argument_group("two-stage backend")
+    t.add_argument("--restored-depth", metavar="MODEL",
+                   help="estimate depth again on the restored photo and blur with it, as published two-stage "
+                        "baselines do: auto | small | base | large | dadepth | a hub id, folder or .pth "
+                        "(default: the input's depth, the map the joint model sees)")
 
 
 def depth_from_args(args: argparse.Namespace) -> Any:
@@ -178,6 +183,8 @@ def settings_from_args(args: argparse.Namespace, k: float) -> Any:
     """RenderSettings of the optics and backend options, at blur strength ``k``."""
     from .pipeline import RenderSettings
 
+    if getattr(args, "restored_depth", None) and args.backend != "two-stage":
+        raise MagicBokehError(f"--restored-depth applies to --backend two-stage; got --backend {args.backend}.")
     return RenderSettings(
         k=k,
         backend=args.backend,
@@ -223,6 +230,10 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     opts = {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr) is not None}
     if args.compile:
         opts["compile"] = True
+    if getattr(args, "restored_depth", None):
+        from .two_stage import RESTORED_DEPTH
+
+        opts[RESTORED_DEPTH] = args.restored_depth
     return opts
 
 

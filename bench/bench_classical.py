@@ -7,7 +7,7 @@ Everything is measured in one run, for the renderer as it is now ("after") and a
    cluttered random-blob field and the same field cut into 9 depth steps (terraced). Each render is
    divided by ONE full-frame 3-channel float32 ``cv2.filter2D`` with a radius-32 disc, timed
    interleaved with the renders (median of --runs), so host load hits all alike.
-2. Rim. A single bright pixel at CoC radius 4, 10, 20, 32 px (disc) and 20 px (hexagon): rim width
+2. Rim. A single bright pixel at CoC radius 4, 6, 10, 20, 32 px (disc) and 20 px (hexagon): rim width
    (mean distance from the 50 % to the 10 % contour), radius, light kept.
 3. Seams. max |out - median5(out)| (8-bit levels) inside smooth in-focus surfaces: the README's
    synthetic example (focus 218,470, K = 24, the red sphere) and a shaded sphere in front of a far
@@ -145,7 +145,7 @@ def rims(old) -> list[str]:
         "| point light | rim 50 % -> 10 %, before | after | radius, before | after | light kept, before | after |",
         "|---|---|---|---|---|---|---|",
     ]
-    cases = [(r, DiskAperture(), 0, "disc") for r in (4.0, 10.0, 20.0, 32.0)] + [(20.0, PolygonAperture(6, 0.0), 6, "hexagon")]
+    cases = [(r, DiskAperture(), 0, "disc") for r in (4.0, 6.0, 10.0, 20.0, 32.0)] + [(20.0, PolygonAperture(6, 0.0), 6, "hexagon")]
     for r, aperture, blades, label in cases:
         img, disp, focus = point_light_scene(r, 32.0)
         cells = []

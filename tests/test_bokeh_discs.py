@@ -30,7 +30,7 @@ def render_point(radius: float, aperture) -> np.ndarray:
 APERTURES = [(DiskAperture(), 0), (PolygonAperture(6, 0.0), 6), (PolygonAperture(5, 18.0), 5)]
 
 
-@pytest.mark.parametrize("radius", [4.0, 10.0, 20.0, 32.0])
+@pytest.mark.parametrize("radius", [4.0, 6.0, 10.0, 20.0, 32.0])
 @pytest.mark.parametrize("aperture,blades", APERTURES, ids=["disc", "hexagon", "pentagon"])
 def test_point_light_gives_a_crisp_disc_of_the_right_size_and_light(radius, aperture, blades):
     lin = render_point(radius, aperture)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -134,6 +134,7 @@ class Job:
     convention: Convention
     optional_ok: tuple[str, ...] = ()
     set_dir: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,7 +188,16 @@ def predictions_dir(backend: str) -> Path | None:
     return None
 
 
-def check_backend(backend: str) -> None:
+def backend_options(backend: str, restored_depth: str | None = None) -> dict[str, Any]:
+    """Options for one backend's renders: the two-stage backend's ``restored_depth`` when given."""
+    if restored_depth and backend == "two-stage":
+        from ..two_stage import RESTORED_DEPTH
+
+        return {RESTORED_DEPTH: restored_depth}
+    return {}
+
+
+def check_backend(backend: str, options: Mapping[str, Any] | None = None) -> None:
     """Fail before any work when a backend cannot run here (unknown, no weights, no folder)."""
     folder = predictions_dir(backend)
     if folder is not None:
@@ -197,7 +207,8 @@ def check_backend(backend: str) -> None:
     from ..backends import get_backend
     from ..pipeline import RenderSettings
 
-    status = get_backend(backend).availability(RenderSettings(backend=backend).backend_call_options())
+    settings = RenderSettings(backend=backend, backend_options=dict(options or {}))
+    status = get_backend(backend).availability(settings.backend_call_options())
     if not status.ok:
         raise MagicBokehError(f"backend {backend!r} cannot run here: {status.reason}")
 
@@ -288,7 +299,8 @@ def _load_input(sample: Sample, gt_size: tuple[int, int]) -> np.ndarray:
     return np.clip(up, 0.0, 1.0).astype(np.float32)
 
 
-def _render(sample: Sample, backend: str, gt_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def _render(sample: Sample, backend: str, gt_size: tuple[int, int],
+            options: Mapping[str, Any] | None = None) -> tuple[np.ndarray, float]:
     """(uint8 output, seconds of the render call) of one sample through ``pipeline.render``."""
     from ..pipeline import Focus, RenderSettings, render
 
@@ -310,7 +322,8 @@ def _render(sample: Sample, backend: str, gt_size: tuple[int, int]) -> tuple[np.
         else:
             focus = Focus.auto()
     t0 = time.perf_counter()
-    result = render(rgb, depth=disparity, focus=focus, settings=RenderSettings(k=sample.k, backend=backend))
+    settings = RenderSettings(k=sample.k, backend=backend, backend_options=dict(options or {}))
+    result = render(rgb, depth=disparity, focus=focus, settings=settings)
     seconds = time.perf_counter() - t0
     return to_uint8(result.image), seconds
 
@@ -334,7 +347,7 @@ def score_item(item: tuple[Job, Sample]) -> ImageScore:
         else:
             if sample.input_path is None:
                 return ImageScore(sample.name, skipped="no input image")
-            out, seconds = _render(sample, job.backend, gt_size)
+            out, seconds = _render(sample, job.backend, gt_size, job.options)
         if out.shape != gt.shape:
             return ImageScore(
                 sample.name,
@@ -381,8 +394,12 @@ def evaluate(
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
+    restored_depth: str | None = None,
 ) -> tuple[list[BackendRow], dict[str, str]]:
     """Score every backend on every sample; returns the rows and ``{metric: why it is missing}``.
+
+    ``restored_depth``: a depth model with which the two-stage backend estimates depth again on the
+    restored photo (its row's label names it); None = the input's depth.
 
     Each backend is one :func:`magicbokeh.parallel.map_indexed` pass over the samples, so results
     keep the sample order and do not depend on ``workers`` or Ray.
@@ -392,15 +409,20 @@ def evaluate(
     if not samples:
         raise MagicBokehError("no image pairs to evaluate.")
     labelled = [split_backend(b) for b in backends]
+    if restored_depth and not any(backend == "two-stage" for _, backend in labelled):
+        raise MagicBokehError("--restored-depth applies to the two-stage backend; add --backend two-stage.")
+    options = {backend: backend_options(backend, restored_depth) for _, backend in labelled}
     for _, backend in labelled:
-        check_backend(backend)
+        check_backend(backend, options[backend])
+    labelled = [(f"{label} (depth of the restored photo: {restored_depth})" if options[backend] else label, backend)
+                for label, backend in labelled]
     missing = probe_optional_metrics(metrics)
     optional_ok = tuple(m for m in metrics if METRICS[m].kind != "builtin" and m not in missing)
     rows: list[BackendRow] = []
     for label, backend in labelled:
         with tempfile.TemporaryDirectory(prefix="magicbokeh-eval-") as tmp:
             set_dir = tmp if any(METRICS[m].kind == "set" for m in optional_ok) else None
-            job = Job(backend, tuple(metrics), convention, optional_ok, set_dir)
+            job = Job(backend, tuple(metrics), convention, optional_ok, set_dir, options[backend])
             results = map_indexed(
                 score_item, [(job, s) for s in samples], workers=workers, ray_address=ray_address,
                 desc=label, progress=progress,
@@ -513,6 +535,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_metrics: st
                          help="PSNR/SSIM on BT.601 luma (SR convention)")
     channel.add_argument("--rgb", dest="y_channel", action="store_false",
                          help="PSNR/SSIM on the RGB channels")
+    parser.add_argument("--restored-depth", default=None, metavar="MODEL",
+                        help="two-stage backend: estimate depth again on the restored photo with MODEL "
+                             "(auto, small, base, large, dadepth, a hub id, folder or .pth), as published "
+                             "two-stage baselines do (default: the input's depth)")
     parser.add_argument("--workers", type=int, default=1, metavar="W", help="local worker processes (default 1)")
     parser.add_argument("--ray", default=None, metavar="ADDR",
                         help="shard over a Ray cluster: auto, local or ray://HOST:PORT")
@@ -536,7 +562,7 @@ def score_samples(args: argparse.Namespace, samples: list, incomplete: list, dat
     metrics = parse_metrics(args.metrics)
     rows, missing = evaluate(
         samples, args.backend, metrics, convention, workers=args.workers, ray_address=args.ray,
-        progress=not args.quiet,
+        progress=not args.quiet, restored_depth=getattr(args, "restored_depth", None),
     )
     failed = [row for row in rows if row.evaluated == 0]
     if failed:

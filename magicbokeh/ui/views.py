@@ -129,12 +129,16 @@ def seconds(value: float) -> str:
 
 
 def note_lines(messages: Sequence[str]) -> list[str]:
-    """One line per distinct message, warnings flagged (by the note's severity, not its words)."""
+    """One line per distinct message, warnings flagged (by the note's severity, not its words).
+
+    Messages are plain text that name paths such as ``~/.cache/...``: a tilde is escaped so that the
+    status Markdown does not strike the text between two of them through.
+    """
     seen: list[str] = []
     for message in messages:
         if message not in seen:
             seen.append(message)
-    return [("⚠ " if is_warning(m) else "· ") + m for m in seen]
+    return [("⚠ " if is_warning(m) else "· ") + m.replace("~", "\\~") for m in seen]
 
 
 def status_markdown(results: Sequence[RenderResult], table: BackendTable | None = None,

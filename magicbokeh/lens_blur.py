@@ -145,10 +145,7 @@ def render_lens_blur(
         if progress is not None:
             progress((step + 1) / len(order), "lens blur")
 
-    coverage = colour[..., 3:4]
-    out_linear = colour[..., :3] / np.maximum(coverage, np.float32(1e-6))
-    np.copyto(out_linear, linear, where=coverage <= 1e-6)  # nothing landed here: keep the input
-    return linear_to_srgb_fast(out_linear)
+    return _finish(colour, linear)
 
 
 class _LayerMembers:
@@ -261,19 +258,54 @@ def _widen_occlusion(occ: np.ndarray, radius: np.ndarray, layer: int) -> None:
 
 def srgb_to_linear_fast(rgb: np.ndarray) -> np.ndarray:
     """:func:`colour.srgb_to_linear` (same curve, float32), with OpenCV's vectorised power."""
-    out = cv2.pow((rgb + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4)
-    np.copyto(out, rgb * np.float32(1.0 / 12.92), where=rgb <= np.float32(0.04045))
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    out = np.empty_like(rgb)
+    for rows in _row_chunks(rgb.shape[0]):
+        part = rgb[rows]
+        cv2.pow((part + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4, dst=out[rows])
+        np.copyto(out[rows], part * np.float32(1.0 / 12.92), where=part <= np.float32(0.04045))
     return out
 
 
 def linear_to_srgb_fast(linear: np.ndarray) -> np.ndarray:
     """:func:`colour.linear_to_srgb` (same curve, clipped to [0, 1]) with OpenCV's vectorised power."""
+    linear = np.ascontiguousarray(linear, dtype=np.float32)
+    out = np.empty_like(linear)
+    for rows in _row_chunks(linear.shape[0]):
+        _encode_srgb(linear[rows], out[rows])
+    return out
+
+
+def _encode_srgb(linear: np.ndarray, out: np.ndarray) -> None:
+    """sRGB-encode ``linear`` into the C-contiguous ``out`` of the same shape (clipped to [0, 1])."""
     lin = np.maximum(linear, np.float32(0.0))
-    out = cv2.pow(lin, 1.0 / 2.4)
+    cv2.pow(lin, 1.0 / 2.4, dst=out)
     out *= np.float32(1.055)
     out -= np.float32(0.055)
     np.copyto(out, lin * np.float32(12.92), where=lin <= np.float32(0.0031308))
-    return np.clip(out, 0.0, 1.0, out=out)
+    np.clip(out, 0.0, 1.0, out=out)
+
+
+def _finish(colour: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """(H, W, 3) sRGB: the accumulated premultiplied colour divided by its coverage (channel 3),
+    the input's ``linear`` colour where nothing landed, encoded."""
+    out = np.empty(linear.shape, np.float32)
+    for rows in _row_chunks(colour.shape[0]):
+        coverage = colour[rows, :, 3:4]
+        lin = colour[rows, :, :3] / np.maximum(coverage, np.float32(1e-6))
+        np.copyto(lin, linear[rows], where=coverage <= 1e-6)  # nothing landed here: keep the input
+        _encode_srgb(lin, out[rows])
+    return out
+
+
+#: Rows per chunk of the per-pixel colour passes. Their temporaries then stay small (in cache, and
+#: reused by the allocator) instead of frame-sized arrays that the kernel must map in afresh: at
+#: 12 MP the page faults of whole-frame temporaries cost more than the arithmetic.
+_CHUNK_ROWS = 64
+
+
+def _row_chunks(height: int) -> list[slice]:
+    return [slice(y, min(y + _CHUNK_ROWS, height)) for y in range(0, height, _CHUNK_ROWS)]
 
 
 def _blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: float) -> np.ndarray:

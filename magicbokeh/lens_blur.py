@@ -134,10 +134,7 @@ def render_lens_blur(
         y0, y1, x0, x1 = box
         light = _blur(light, abs(layer), aperture, half_res_radius_px)
         masks = _blur(cv2.merge([occ, fill]) if filled else occ, abs(layer), aperture, half_res_radius_px)
-        seen = np.float32(1.0) - occluded[y0:y1, x0:x1]
-        np.clip(seen, 0.0, 1.0, out=seen)
-        seen *= behind_fill[y0:y1, x0:x1]
-        cv2.add(colour[y0:y1, x0:x1], cv2.multiply(light, cv2.merge([seen] * 4)), dst=colour[y0:y1, x0:x1])
+        _composite(colour[y0:y1, x0:x1], light, occluded[y0:y1, x0:x1], behind_fill[y0:y1, x0:x1])
         if filled:
             pending.append((layer, box, np.ascontiguousarray(masks[..., 0]), np.ascontiguousarray(masks[..., 1])))
         else:
@@ -146,6 +143,16 @@ def render_lens_blur(
             progress((step + 1) / len(order), "lens blur")
 
     return _finish(colour, linear)
+
+
+def _composite(colour: np.ndarray, light: np.ndarray, occluded: np.ndarray, behind_fill: np.ndarray) -> None:
+    """``colour += light * clip(1 - occluded, 0, 1) * behind_fill`` in place, (h, w, 4) and (h, w)
+    crops, in row chunks (no frame-sized temporaries per layer)."""
+    for rows in _row_chunks(light.shape[0]):
+        seen = np.float32(1.0) - occluded[rows]
+        np.clip(seen, 0.0, 1.0, out=seen)
+        seen *= behind_fill[rows]
+        cv2.add(colour[rows], cv2.multiply(light[rows], cv2.merge([seen] * 4)), dst=colour[rows])
 
 
 class _LayerMembers:

@@ -117,15 +117,13 @@ def render_lens_blur(
     colour = np.zeros((height, width, 4), np.float32)  # premultiplied colour + coverage
     occluded = np.zeros((height, width), np.float32)  # S: summed blurred occlusion of members
     behind_fill = np.ones((height, width), np.float32)  # F: light that passes the fills in front
-    pending: list[tuple[int, tuple[int, int, int, int], np.ndarray, np.ndarray | None]] = []
+    pending: list[tuple[int, tuple[int, int, int, int], np.ndarray]] = []
     order = range(layers.last, layers.first - 1, -1)  # near to far
     for step, layer in enumerate(order):
         # Occlusion of layers at least OCCLUDE_AFTER_LAYERS in front now applies.
         while pending and pending[0][0] >= layer + OCCLUDE_AFTER_LAYERS:
-            _, (y0, y1, x0, x1), occ, fill = pending.pop(0)
-            cv2.add(occluded[y0:y1, x0:x1], occ, dst=occluded[y0:y1, x0:x1])
-            if fill is not None:
-                behind_fill[y0:y1, x0:x1] *= np.float32(1.0) - fill
+            _, (y0, y1, x0, x1), masks = pending.pop(0)
+            _occlude(occluded[y0:y1, x0:x1], behind_fill[y0:y1, x0:x1], masks)
         band = bands.pop(layer, None)
         filled = band is not None
         box, light, occ, fill = _build_layer(layers, layer, planes, radius, band)
@@ -135,10 +133,7 @@ def render_lens_blur(
         light = _blur(light, abs(layer), aperture, half_res_radius_px)
         masks = _blur(cv2.merge([occ, fill]) if filled else occ, abs(layer), aperture, half_res_radius_px)
         _composite(colour[y0:y1, x0:x1], light, occluded[y0:y1, x0:x1], behind_fill[y0:y1, x0:x1])
-        if filled:
-            pending.append((layer, box, np.ascontiguousarray(masks[..., 0]), np.ascontiguousarray(masks[..., 1])))
-        else:
-            pending.append((layer, box, masks, None))
+        pending.append((layer, box, masks))
         if progress is not None:
             progress((step + 1) / len(order), "lens blur")
 
@@ -153,6 +148,18 @@ def _composite(colour: np.ndarray, light: np.ndarray, occluded: np.ndarray, behi
         np.clip(seen, 0.0, 1.0, out=seen)
         seen *= behind_fill[rows]
         cv2.add(colour[rows], cv2.multiply(light[rows], cv2.merge([seen] * 4)), dst=colour[rows])
+
+
+def _occlude(occluded: np.ndarray, behind_fill: np.ndarray, masks: np.ndarray) -> None:
+    """Apply a composited layer's blurred occlusion to the layers behind it, in place and in row
+    chunks: ``occluded += masks[..., 0]`` (members) and, for a (h, w, 2) ``masks``,
+    ``behind_fill *= 1 - masks[..., 1]`` (its fill)."""
+    for rows in _row_chunks(masks.shape[0]):
+        if masks.ndim == 2:
+            occluded[rows] += masks[rows]
+        else:
+            occluded[rows] += masks[rows, :, 0]
+            behind_fill[rows] *= np.float32(1.0) - masks[rows, :, 1]
 
 
 class _LayerMembers:
@@ -258,9 +265,11 @@ def _widen_occlusion(occ: np.ndarray, radius: np.ndarray, layer: int) -> None:
     closes that gap (the sum is clipped), so nothing hidden behind a smooth surface shows through.
     """
     grown = cv2.dilate(occ, np.ones((3, 3), np.uint8))
-    grown *= radius >= np.float32(layer - OCCLUSION_JUMP_PX)
-    grown *= radius < np.float32(layer + 1 + OCCLUSION_JUMP_PX)
-    np.maximum(occ, grown, out=occ)
+    for rows in _row_chunks(occ.shape[0]):
+        part = grown[rows]
+        part *= radius[rows] >= np.float32(layer - OCCLUSION_JUMP_PX)
+        part *= radius[rows] < np.float32(layer + 1 + OCCLUSION_JUMP_PX)
+        np.maximum(occ[rows], part, out=occ[rows])
 
 
 def srgb_to_linear_fast(rgb: np.ndarray) -> np.ndarray:

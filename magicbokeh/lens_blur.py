@@ -251,7 +251,7 @@ def _build_layer(
     fill = None
     if band is not None:
         (by0, by1, bx0, bx1), mask = band
-        fill = np.zeros_like(occ)
+        fill = np.zeros(occ.shape, np.float32)  # calloc: pages outside the band stay unmapped
         fill_under(light[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], fill[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], mask.astype(np.float32))
     return (y0, y1, x0, x1), light, occ, fill
 

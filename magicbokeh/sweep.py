@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from .errors import MagicBokehError
 from .focus import check_k
 from .images import to_uint8
 from .notes import warning
+from .output_paths import check_writable_folder
 from .publish import publish_file, publish_folder
 from .request import RenderRequest
 from .settings import K_RANGE
@@ -347,15 +347,6 @@ def _mp4_writer_available() -> bool:
     return find_spec("imageio") is not None and find_spec("imageio_ffmpeg") is not None
 
 
-def _check_writable(folder: Path, what: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".magicbokeh-write-test-"):
-            pass
-    except OSError as exc:
-        raise MagicBokehError(f"cannot write {what}: {exc.strerror or exc}.") from None
-
-
 def prepare_output(path: str | Path) -> str:
     """Check, before any rendering, that a sweep can be written to ``path``; returns its kind.
 
@@ -374,7 +365,7 @@ def prepare_output(path: str | Path) -> str:
         if path.resolve() == cwd or path.resolve() in cwd.parents:
             raise MagicBokehError(f"cannot write frames to {str(path)!r}: it is the current folder; "
                                   "name a new folder for the frames.")
-        _check_writable(path, f"frames to {str(path)!r}")
+        check_writable_folder(path, "the frames")
         others = sorted(p.name for p in path.iterdir() if not FRAME_PATTERN.fullmatch(p.name))
         if others:
             raise MagicBokehError(
@@ -383,7 +374,7 @@ def prepare_output(path: str | Path) -> str:
                 "only the frames."
             )
     else:
-        _check_writable(path.parent, f"{str(path)!r}")
+        check_writable_folder(path.parent, path.name)
     return kind
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .. import hub
 from ..cache import cache_dir
 from ..errors import MagicBokehError, preview_names
+from ..state_dicts import read_state_dict
 from ..publish import publish_text, publish_folder
 from .sources import DADEPTH_FILENAME, checkpoint_hub_file
 
@@ -226,43 +227,8 @@ def read_upstream_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor
     Reads with ``torch.load(weights_only=True)``: tensors and plain containers only. A pickle that
     names any code (a class, a function) is refused with the name it asked for.
     """
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MagicBokehError(f"checkpoint {path} not found.")
-    try:
-        # mmap needs the zip format of torch.save; older (legacy-format) files load without it.
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as exc:
-        # torch's message names the refused global, e.g. "Unsupported global: GLOBAL posix.system".
-        import re
-
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"it asks for {found.group(1)}" if found else str(exc).strip().splitlines()[-1][:200]
-        raise MagicBokehError(
-            f"refused to load {path.name}: it contains code, not only tensors ({what}). "
-            "Depth checkpoints must be plain state dicts."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise MagicBokehError(f"cannot read {path.name}: the file is truncated or not a torch checkpoint ({exc}).") from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
-        obj = obj["model"]
-    elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not obj:
-        raise MagicBokehError(f"{path.name} holds no state dict (expected a dict of tensors, or one under 'model').")
-    state = {}
-    for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
-            continue  # e.g. optimizer scalars at the top level of a bare dict
-        state[key[len("module."):] if key.startswith("module.") else key] = value
-    if not state:
-        raise MagicBokehError(f"{path.name} holds no tensors.")
-    check_finite(state, path.name)
+    state = read_state_dict(path, what="checkpoint", hint="Depth checkpoints must be plain state dicts.")
+    check_finite(state, Path(path).name)
     return state
 
 

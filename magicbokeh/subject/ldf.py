@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cache import cache_dir
 from ..errors import MagicBokehError, preview_names
+from ..state_dicts import read_state_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -102,36 +103,7 @@ def read_ldf_checkpoint(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
     Raises:
         MagicBokehError: missing or truncated file, or a pickle that names code (the name is given).
     """
-    import pickle
-    import re
-    import zipfile
-
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MagicBokehError(f"saliency checkpoint {path} not found.")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch names the refused global ("Unsupported global: GLOBAL posix.system"); any other
-        # unpickling failure is a file that is not a checkpoint at all.
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise MagicBokehError(f"cannot read {path.name}: truncated or not a torch checkpoint.") from None
-        raise MagicBokehError(
-            f"refused to load {path.name}: it contains code, not only tensors (it asks for {found.group(1)}). "
-            "The LDF checkpoint must be a plain state dict."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise MagicBokehError(f"cannot read {path.name}: truncated or not a torch checkpoint ({exc}).") from None
-    for wrapper in ("model", "state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-    if not isinstance(obj, Mapping):
-        raise MagicBokehError(f"{path.name} holds no state dict (got {type(obj).__name__}).")
-    return {k[len("module."):] if k.startswith("module.") else k: v
-            for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return read_state_dict(path, what="saliency checkpoint", hint="The LDF checkpoint must be a plain state dict.")
 
 
 def check_state_dict(state: Mapping[str, "torch.Tensor"], expected: Mapping[str, tuple]) -> dict[str, "torch.Tensor"]:

@@ -5,8 +5,6 @@ NumPy's fancy indexing (``divmod`` of flat indices, then gathers and scatters pe
 between two layers): ~2.5 s of a 12 MP render. One compiled pass over the members does the same
 stores (float32 products, bit-identical) in a fraction of that.
 
-Also the stable counting sort of pixels by layer (as ``np.argsort(kind="stable")``, same order).
-
 Numba is imported here only; the renderer imports this module on first use, so ``import magicbokeh``
 stays light.
 """
@@ -16,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["member_box", "scatter_members", "sort_by_layer"]
+__all__ = ["member_box", "scatter_members"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -62,22 +60,3 @@ def scatter_members(
         light[cy, cx, 3] = w
         if i < n_floor:
             occ[cy, cx] = 1.0
-
-
-@numba.njit(cache=True, nogil=True)
-def sort_by_layer(lower: np.ndarray, first: int, n_starts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable counting sort of the integer layers ``lower`` (values in ``[first, first + n_starts
-    - 1)``): the pixel order (as ``np.argsort(lower, kind="stable")``) and, for each value
-    ``first + k``, ``k < n_starts``, the number of pixels below it (where its pixels start)."""
-    starts = np.zeros(n_starts, np.int64)
-    for i in range(lower.size):
-        starts[lower[i] - first + 1] += 1
-    for k in range(1, n_starts):
-        starts[k] += starts[k - 1]
-    fill = starts.copy()
-    order = np.empty(lower.size, np.int64)
-    for i in range(lower.size):
-        b = lower[i] - first
-        order[fill[b]] = i
-        fill[b] += 1
-    return order, starts

@@ -171,11 +171,6 @@ class _LayerMembers:
         self.frac = (radius - lower).ravel()
         lower = lower.astype(np.int32).ravel()
         self.first, self.last = int(lower.min()), int(lower.max()) + 1
-        if COMPILED_SCATTER:  # the same order and starts by one compiled counting sort
-            from .layer_scatter import sort_by_layer
-
-            self.order, self.starts = sort_by_layer(lower, self.first, self.last + 2 - self.first)
-            return
         # |radius| <= K <= 32: as int16 the stable sort is a linear-time radix sort.
         self.order = np.argsort(lower.astype(np.int16), kind="stable")
         self.starts = np.searchsorted(lower[self.order], np.arange(self.first, self.last + 2), side="left")

@@ -129,15 +129,3 @@ def test_renderer_uses_the_sparse_path_on_sparse_layers(monkeypatch) -> None:
     img, disp = _scene(200, 320, "cluttered")
     render_lens_blur(img, disp, 0.5, 32)
     assert used
-
-
-def test_counting_sort_matches_numpys_stable_argsort() -> None:
-    from magicbokeh.layer_scatter import sort_by_layer
-
-    lower = np.random.default_rng(4).integers(-32, 33, 5000).astype(np.int32)
-    lower[:7] = 5  # ties: stability matters
-    first, last = int(lower.min()), int(lower.max()) + 1
-    order, starts = sort_by_layer(lower, first, last + 2 - first)
-    want = np.argsort(lower, kind="stable")
-    np.testing.assert_array_equal(order, want)
-    np.testing.assert_array_equal(starts, np.searchsorted(lower[want], np.arange(first, last + 2), side="left"))

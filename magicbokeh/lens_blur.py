@@ -394,9 +394,9 @@ _DIRECT_FILTER_MAX_TAPS = 130
 #: (``False``: always ``cv2.filter2D``; the tests compare the two).
 SPARSE_BLUR = True
 # Cost model (ns), measured on 400 x 640 layers of thin contour bands (what a depth layer looks
-# like), 1-4 channels, disc radii 6-16: filter2D's DFT (2 threads) costs ~10 per pixel and channel
-# (10-16 on a loaded host); the scatter (one thread) ~6 per pixel (prefix sums, output) plus ~20 per
-# non-zero pixel and kernel row, almost independent of the channel count. The direct filter2D (up to 11 x 11 taps) beat the scatter at
+# like), 1-4 channels, disc radii 6-16, 2 threads: filter2D's DFT costs ~10 per pixel and channel;
+# the scatter ~6 per pixel (prefix sums, output) plus ~20 per non-zero pixel and kernel row, almost
+# independent of the channel count. The direct filter2D (up to 11 x 11 taps) beat the scatter at
 # every density tried (5-20 % at 800 x 1280), so small kernels always use it.
 _DFT_NS = 10.0
 _SPARSE_PIXEL_NS = 6.0

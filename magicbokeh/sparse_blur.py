@@ -12,9 +12,8 @@ renderer chooses per layer by an estimated cost). The result equals ``cv2.filter
 flipped kernel and ``BORDER_CONSTANT`` (zero outside) up to float summation order: the buffers are
 float64, so zero regions stay zero to ~1e-15.
 
-Each output row gathers from the input rows its kernel reaches, one thread: a ``parallel=True``
-version (OpenMP, row bands) was measured slower on the shared 2-core host (its threads compete with
-OpenCV's and spin between calls: the cluttered scene 1.21 s against 1.03 s without any scatter).
+Rows are computed independently (each output row gathers from the input rows its kernel reaches),
+in parallel bands: the result does not depend on the number of threads.
 
 Numba is imported here only, and this module is imported lazily by the renderer, so
 ``import magicbokeh`` stays light.
@@ -79,13 +78,13 @@ def kernel_runs(kernel: np.ndarray) -> KernelRuns:
     return _runs_cached(kernel.tobytes(), kernel.shape)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _nonzero_rows(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR of the pixels with a non-zero channel (channels are >= 0, so a positive sum): row
     starts (h + 1) and their columns."""
     h, w, n_ch = planes.shape
     counts = np.zeros(h + 1, np.int64)
-    for y in range(h):
+    for y in numba.prange(h):
         count = 0
         for x in range(w):
             total = 0.0
@@ -96,7 +95,7 @@ def _nonzero_rows(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         counts[y + 1] = count
     starts = np.cumsum(counts)
     cols = np.empty(starts[h], np.int32)
-    for y in range(h):
+    for y in numba.prange(h):
         i = starts[y]
         for x in range(w):
             total = 0.0
@@ -108,7 +107,7 @@ def _nonzero_rows(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, cols
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _scatter_rows(
     planes: np.ndarray,
     starts: np.ndarray,
@@ -120,55 +119,58 @@ def _scatter_rows(
     rim_starts: np.ndarray,
     anchor_y: int,
     anchor_x: int,
+    band: int,
 ) -> np.ndarray:
     h, w, n_ch = planes.shape
     n_rows = runs.shape[0]
     out = np.zeros((h, w, n_ch), np.float32)  # calloc: rows nothing reaches stay unmapped zeros
-    diff = np.zeros((w + 1, n_ch), np.float64)  # run starts (+) and ends (-)
-    direct = np.zeros((w, n_ch), np.float64)  # rim taps
-    acc = np.zeros(n_ch, np.float64)
-    for oy in range(h):  # one output row at a time; its buffers are cleared as they are summed
-        span_lo, span_hi = w, 0  # columns this row receives anything in
-        for u in range(n_rows):
-            py = oy - u + anchor_y  # out[py + u - anchor_y] gathers input row py
-            if py < 0 or py >= h or starts[py] == starts[py + 1]:
+    n_bands = (h + band - 1) // band
+    for bi in numba.prange(n_bands):
+        diff = np.zeros((w + 1, n_ch), np.float64)  # run starts (+) and ends (-)
+        direct = np.zeros((w, n_ch), np.float64)  # rim taps
+        acc = np.zeros(n_ch, np.float64)
+        for oy in range(bi * band, min((bi + 1) * band, h)):
+            span_lo, span_hi = w, 0  # columns this row receives anything in
+            for u in range(n_rows):
+                py = oy - u + anchor_y  # out[py + u - anchor_y] gathers input row py
+                if py < 0 or py >= h or starts[py] == starts[py + 1]:
+                    continue
+                a = runs[u, 0] - anchor_x
+                b = runs[u, 1] - anchor_x
+                c = run_values[u]
+                r0, r1 = rim_starts[u], rim_starts[u + 1]
+                for i in range(starts[py], starts[py + 1]):
+                    x = cols[i]
+                    if b >= a:
+                        lo = max(x + a, 0)  # a run cut by the left border starts at column 0
+                        hi = min(x + b + 1, w)
+                        if lo < hi:
+                            span_lo = min(span_lo, lo)
+                            span_hi = max(span_hi, hi)
+                            for ch in range(n_ch):
+                                val = planes[py, x, ch] * c
+                                diff[lo, ch] += val
+                                diff[hi, ch] -= val
+                    for k in range(r0, r1):
+                        ox = x + rim_cols[k] - anchor_x
+                        if 0 <= ox < w:
+                            span_lo = min(span_lo, ox)
+                            span_hi = max(span_hi, ox + 1)
+                            kv = rim_values[k]
+                            for ch in range(n_ch):
+                                direct[ox, ch] += planes[py, x, ch] * kv
+            if span_lo >= span_hi:
                 continue
-            a = runs[u, 0] - anchor_x
-            b = runs[u, 1] - anchor_x
-            c = run_values[u]
-            r0, r1 = rim_starts[u], rim_starts[u + 1]
-            for i in range(starts[py], starts[py + 1]):
-                x = cols[i]
-                if b >= a:
-                    lo = max(x + a, 0)  # a run cut by the left border starts at column 0
-                    hi = min(x + b + 1, w)
-                    if lo < hi:
-                        span_lo = min(span_lo, lo)
-                        span_hi = max(span_hi, hi)
-                        for ch in range(n_ch):
-                            val = planes[py, x, ch] * c
-                            diff[lo, ch] += val
-                            diff[hi, ch] -= val
-                for k in range(r0, r1):
-                    ox = x + rim_cols[k] - anchor_x
-                    if 0 <= ox < w:
-                        span_lo = min(span_lo, ox)
-                        span_hi = max(span_hi, ox + 1)
-                        kv = rim_values[k]
-                        for ch in range(n_ch):
-                            direct[ox, ch] += planes[py, x, ch] * kv
-        if span_lo >= span_hi:
-            continue
-        acc[:] = 0.0
-        for x in range(span_lo, span_hi):
+            acc[:] = 0.0
+            for x in range(span_lo, span_hi):
+                for ch in range(n_ch):
+                    acc[ch] += diff[x, ch]
+                    val = acc[ch] + direct[x, ch]
+                    out[oy, x, ch] = val if val > 0.0 else 0.0
+                    diff[x, ch] = 0.0
+                    direct[x, ch] = 0.0
             for ch in range(n_ch):
-                acc[ch] += diff[x, ch]
-                val = acc[ch] + direct[x, ch]
-                out[oy, x, ch] = val if val > 0.0 else 0.0
-                diff[x, ch] = 0.0
-                direct[x, ch] = 0.0
-        for ch in range(n_ch):
-            diff[span_hi, ch] = 0.0
+                diff[span_hi, ch] = 0.0
     return out
 
 
@@ -210,8 +212,12 @@ def sparse_convolve(
     arr = _as_3d(planes)
     starts, cols = nonzero if nonzero is not None else _nonzero_rows(arr)
     split = kernel_runs(kernel)
-    out = _scatter_rows(arr, starts, cols, *split, kernel.shape[0] // 2, kernel.shape[1] // 2)
+    out = _scatter_rows(arr, starts, cols, *split, kernel.shape[0] // 2, kernel.shape[1] // 2, _BAND_ROWS)
     return out.reshape(planes.shape)
+
+
+#: Output rows per parallel task: enough to amortise the task, small enough to balance two cores.
+_BAND_ROWS = 16
 
 
 def _as_3d(planes: np.ndarray) -> np.ndarray:

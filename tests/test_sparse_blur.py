@@ -84,6 +84,21 @@ def test_nonzero_pixels_and_estimate() -> None:
     assert estimate_nonzero_pixels(layer, step=1) == ys.size
 
 
+def test_sparse_convolution_does_not_depend_on_the_thread_count() -> None:
+    numba = pytest.importorskip("numba")
+    layer = _sparse_layer(np.random.default_rng(9), (120, 90, 4), 0.05)
+    kernel = DiskAperture().kernel(12.0)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = sparse_convolve(layer, kernel)
+        numba.set_num_threads(max(before, 2))
+        many = sparse_convolve(layer, kernel)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+
+
 def _scene(h: int, w: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     img = cv2.resize(rng.random((h // 8, w // 8, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)

@@ -231,31 +231,22 @@ def _build_layer(
     idx, weight, n_floor = layers(layer)
     if idx.size == 0:
         return (0, 0, 0, 0), None, None, None
-    if COMPILED_SCATTER:
-        from .layer_scatter import member_box, scatter_members  # Numba: on first use only
-
-        box_y0, box_y1, box_x0, box_x1 = member_box(idx, width)
-    else:
-        ys, xs = np.divmod(idx, width)
-        box_y0, box_y1, box_x0, box_x1 = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+    ys, xs = np.divmod(idx, width)
     pad = abs(layer) + 2
-    y0, y1 = max(box_y0 - pad, 0), min(box_y1 + pad + 1, height)
-    x0, x1 = max(box_x0 - pad, 0), min(box_x1 + pad + 1, width)
+    y0, y1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height)
+    x0, x1 = max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, width)
     if band is not None:
         (by0, by1, bx0, bx1), _ = band
         y0, y1 = min(y0, max(by0 - pad, 0)), max(y1, min(by1 + pad, height))
         x0, x1 = min(x0, max(bx0 - pad, 0)), max(x1, min(bx1 + pad, width))
     light = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
     occ = np.zeros((y1 - y0, x1 - x0), np.float32)
-    if COMPILED_SCATTER:
-        scatter_members(light, occ, planes[0], planes[1], planes[2], idx, weight, n_floor, width, y0, x0)
-    else:
-        cell = (ys - y0) * (x1 - x0) + (xs - x0)
-        flat = light.reshape(-1)  # scatter through flat indices: the fast 1-D path
-        for c in range(3):
-            flat[cell * 4 + c] = planes[c][idx] * weight
-        flat[cell * 4 + 3] = weight
-        occ.reshape(-1)[cell[:n_floor]] = 1.0
+    cell = (ys - y0) * (x1 - x0) + (xs - x0)
+    flat = light.reshape(-1)  # scatter through flat indices: the fast 1-D path
+    for c in range(3):
+        flat[cell * 4 + c] = planes[c][idx] * weight
+    flat[cell * 4 + 3] = weight
+    occ.reshape(-1)[cell[:n_floor]] = 1.0
     _widen_occlusion(occ, radius[y0:y1, x0:x1], layer)
     fill = None
     if band is not None:
@@ -323,11 +314,6 @@ def _finish(colour: np.ndarray, linear: np.ndarray) -> np.ndarray:
     return out
 
 
-#: Scatter each layer's member pixels into its crop with one compiled pass
-#: (:mod:`magicbokeh.layer_scatter`, Numba) instead of NumPy's fancy indexing (``False``: the NumPy
-#: path; the tests compare the two, which must agree bit for bit). ~2.5 s -> ~0.3 s at 12 MP.
-COMPILED_SCATTER = True
-
 #: Rows per chunk of the per-pixel colour passes. Their temporaries then stay small (in cache, and
 #: reused by the allocator) instead of frame-sized arrays that the kernel must map in afresh: at
 #: 12 MP the page faults of whole-frame temporaries cost more than the arithmetic.
@@ -364,21 +350,9 @@ def _blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: fl
 
 
 def _filter(rgba: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve (zero outside the layer) each channel of (h, w, c) ``rgba`` with ``kernel``: by the
-    sparse row-span scatter of :mod:`magicbokeh.sparse_blur` where the layer has few enough
-    non-zero pixels for it to cost less than filter2D's DFT (:data:`SPARSE_BLUR`), else by
-    ``cv2.filter2D``."""
+    """Convolve (zero outside the layer) each channel of (h, w, c) ``rgba`` with ``kernel``."""
     if kernel.shape == (1, 1):
         return rgba
-    if SPARSE_BLUR and kernel.size >= _DIRECT_FILTER_MAX_TAPS:
-        from . import sparse_blur  # Numba: imported on first use, not with the package
-
-        n_ch = rgba.shape[2] if rgba.ndim == 3 else 1
-        area = rgba.shape[0] * rgba.shape[1]
-        n_nonzero = sparse_blur.estimate_nonzero_pixels(rgba)  # from every 8th row: cheap
-        sparse_ns = area * _SPARSE_PIXEL_NS + n_nonzero * kernel.shape[0] * _SPARSE_ROW_NS
-        if sparse_ns < area * n_ch * _DFT_NS:
-            return sparse_blur.sparse_convolve(rgba, kernel)
     # The kernel is symmetric under 180 degree rotation only for some shapes; flip it so filter2D's
     # correlation is a true convolution (light spreads in the aperture's own orientation).
     flipped = np.ascontiguousarray(kernel[::-1, ::-1])
@@ -390,14 +364,3 @@ def _filter(rgba: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 #: OpenCV's filter2D convolves float kernels with fewer taps than this directly, larger ones by DFT.
 _DIRECT_FILTER_MAX_TAPS = 130
-#: Blur layers with the sparse scatter where it is estimated cheaper than filter2D's DFT
-#: (``False``: always ``cv2.filter2D``; the tests compare the two).
-SPARSE_BLUR = True
-# Cost model (ns), measured on 400 x 640 layers of thin contour bands (what a depth layer looks
-# like), 1-4 channels, disc radii 6-16, 2 threads: filter2D's DFT costs ~10 per pixel and channel;
-# the scatter ~6 per pixel (prefix sums, output) plus ~20 per non-zero pixel and kernel row, almost
-# independent of the channel count. The direct filter2D (up to 11 x 11 taps) beat the scatter at
-# every density tried (5-20 % at 800 x 1280), so small kernels always use it.
-_DFT_NS = 10.0
-_SPARSE_PIXEL_NS = 6.0
-_SPARSE_ROW_NS = 20.0

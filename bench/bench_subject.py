@@ -36,22 +36,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_depth import median_time  # noqa: E402  (one timing rule for the model benches)
 from magicbokeh.subject import ldf  # noqa: E402
 from magicbokeh.subject.grabcut import grabcut_subject  # noqa: E402
 from magicbokeh.subject.ldf_net import LDF  # noqa: E402
 from magicbokeh.subject.sam import PointSegmenter  # noqa: E402
 
 W, H = 1562, 1024
-
-
-def _median(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _paired(fa, fb, repeats: int) -> tuple[float, float]:
@@ -110,7 +101,7 @@ def bench_sam(photo: np.ndarray, repeats: int, first_repeats: int) -> dict:
         return seg._decode(seg._cache["photo"], [(900.0, 500.0, 1)])
 
     if first_repeats > 0:
-        first_s = _median(first, first_repeats)
+        first_s = median_time(first, first_repeats)
         seg.clear()
         seg._embedding(photo, "photo")
     else:  # re-click only: the decoder's cost does not depend on the embedding's values
@@ -124,9 +115,9 @@ def bench_sam(photo: np.ndarray, repeats: int, first_repeats: int) -> dict:
         first_s = float("nan")
     clicks = iter([[(900.0, 500.0, 1)], [(900.0, 500.0, 1), (1300.0, 200.0, 0)],
                    [(900.0, 500.0, 1), (950.0, 520.0, 1), (1300.0, 200.0, 0)]] * (repeats + 2))
-    reclick_s = _median(lambda: seg._decode(seg._cache["photo"], next(clicks)), repeats)
+    reclick_s = median_time(lambda: seg._decode(seg._cache["photo"], next(clicks)), repeats)
     # The public entry point on a cached photo (adds hashing the photo and the point checks).
-    entry_s = _median(lambda: seg.segment(photo, [[900, 500, 1], [1300, 200, 0]], key="photo"), repeats)
+    entry_s = median_time(lambda: seg.segment(photo, [[900, 500, 1], [1300, 200, 0]], key="photo"), repeats)
     return {"params": params, "first": first_s, "reclick": reclick_s, "entry": entry_s}
 
 
@@ -171,7 +162,7 @@ def main() -> int:
     photo = _photo()
     r_ldf = bench_ldf(photo, args.repeats) if args.sam_first_repeats > 0 else {"params": 0, "fused2": float("nan"), "six": float("nan")}
     r_sam = bench_sam(photo, args.repeats, args.sam_first_repeats)
-    gc_s = _median(lambda: grabcut_subject(photo, [(900.0, 500.0, 1)]), args.repeats)
+    gc_s = median_time(lambda: grabcut_subject(photo, [(900.0, 500.0, 1)]), args.repeats)
     enc = bench_encoders(max(args.sam_first_repeats, 1))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [

@@ -32,6 +32,20 @@ def _fresh_depth_cache():
     DEPTH_CACHE.clear()
 
 
+@pytest.fixture
+def isolated_subject_models(tmp_path, monkeypatch):
+    """A private converted-weights cache, no configured saliency model, and empty LDF/SAM model caches."""
+    from magicbokeh.subject import ldf, sam
+
+    monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
+    ldf._MODELS.clear()
+    sam._SEGMENTERS.clear()
+    yield
+    ldf._MODELS.clear()
+    sam._SEGMENTERS.clear()
+
+
 def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A colourful, smooth-ish texture in [0.1, 0.9] (float32 RGB)."""
     rng = np.random.default_rng(seed)

@@ -29,13 +29,7 @@ def official() -> Path:
     return SHARED
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
-    ldf._MODELS.clear()
-    yield
-    ldf._MODELS.clear()
+pytestmark = pytest.mark.usefixtures("isolated_subject_models")
 
 
 def _formula_state(folder: Path) -> dict[str, torch.Tensor]:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from magicbokeh.errors import MagicBokehError
-from magicbokeh.subject import ldf
 from magicbokeh.subject.auto_focus import auto_focus
 from magicbokeh.subject.defocus import subject_defocus, subject_weight
 
@@ -20,13 +19,7 @@ K = 32.0
 FAR = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
-    ldf._MODELS.clear()
-    yield
-    ldf._MODELS.clear()
+pytestmark = pytest.mark.usefixtures("isolated_subject_models")
 
 
 def _board_scene(h: int = 60, w: int = 100):

@@ -12,21 +12,13 @@ import torch
 from PIL import Image
 
 from magicbokeh.cli import main
-from magicbokeh.subject import ldf, sam
+from magicbokeh.subject import sam
 from magicbokeh.subject.ldf_net import LDF
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ldf-official"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
-    ldf._MODELS.clear()
-    sam._SEGMENTERS.clear()
-    yield
-    ldf._MODELS.clear()
-    sam._SEGMENTERS.clear()
+pytestmark = pytest.mark.usefixtures("isolated_subject_models")
 
 
 def _photo(tmp_path: Path) -> Path:

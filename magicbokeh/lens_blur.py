@@ -28,7 +28,6 @@ borders, so brightness (in linear light) is preserved. Partial occlusion (``fill
 from __future__ import annotations
 
 import logging
-import math
 
 import cv2
 import numpy as np

@@ -23,7 +23,6 @@ from .depth import DEFAULT_INPUT_SIZE
 from .errors import MagicBokehError
 from .focus import (
     check_point,
-    defocus_map,
     focus_from_mask,
     focus_from_point,
     in_focus_mask,
@@ -309,10 +308,10 @@ def render(
 
     # 2. Disparity (cached: changing K or focus never recomputes it).
     seed = check_point(focus.x, focus.y, w, h) if focus.kind == "point" else None
-    subject = focus_mask_in if size_plan.resized else (load_focus_mask(focus, w, h) if focus.kind == "mask" else None)
+    focus_mask = focus_mask_in if size_plan.resized else (load_focus_mask(focus, w, h) if focus.kind == "mask" else None)
     t0 = time.perf_counter()
     depth_result = photo_disparity(
-        photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=subject,
+        photo, depth, depth_is_depth=depth_is_depth, seed_xy=seed, subject_mask=focus_mask,
         progress=progress, depth_input_size=depth_input_size, depth_device=depth_device,
         depth_model=depth_model,
     )
@@ -323,7 +322,7 @@ def render(
     disparity = depth_result.disparity
 
     # 3-4. Focus, defocus map and in-focus mask (official formulas).
-    focus_disparity, focus_point = resolve_focus(focus, disparity, mask=subject)
+    focus_disparity, focus_point = resolve_focus(focus, disparity, mask=focus_mask)
     embedded = from_photo.embedded_of(photo)
     depth_from_photo = embedded is not None and from_photo.uses_embedded(photo, depth)
     if preset is not None:
@@ -332,7 +331,7 @@ def render(
             focus_disparity = exact
         messages.append(from_photo.focus_note(embedded, focus_point, exact))
     focus_disparity, defocus, in_focus = render_focus.resolve(
-        subject_plan, photo, disparity, focus, focus_disparity, subject,  # `subject`: the mask here
+        subject_plan, photo, disparity, focus, focus_disparity, focus_mask,
         k=settings.k,
         focal_range=settings.focal_range, camera_focus=preset is not None)
     messages.extend(subject_plan.messages)

@@ -5,10 +5,9 @@ Kept out of ``app.py`` so the app only wires components, and importable without 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
+from .lru import LruCache
 from .errors import MagicBokehError
 from .depth.from_photo import open_photo
 from .images import Photo, content_key
@@ -83,9 +82,7 @@ def depth_models_markdown() -> str:
     return "\n".join(rows)
 
 
-_LQ_CACHE: OrderedDict[tuple, Photo] = OrderedDict()
-_LQ_CACHE_SIZE = 4
-_LQ_LOCK = threading.Lock()
+_LQ_CACHE: LruCache[Photo] = LruCache(4)
 
 
 def check_seed(seed: Any) -> int:
@@ -122,17 +119,9 @@ def simulate_low_quality(image: Any, *, preset: str = "realesrgan", seed: Any = 
 
     seed = check_seed(seed)
     photo = open_photo(image)  # a phone portrait file: the original it carries, not its blurred primary
-    key = (photo.key, preset, float(scale), seed)
-    with _LQ_LOCK:
-        hit = _LQ_CACHE.get(key)
-        if hit is not None:
-            _LQ_CACHE.move_to_end(key)
-            return hit
-    rgb = degrade(photo.rgb, preset=preset, scale=scale, seed=seed)
-    note = f"simulated low-quality capture: {preset} x{scale:g}, seed {seed}"
-    lq = Photo(rgb=rgb, key=content_key(rgb), messages=[*photo.messages, note], name=photo.name)
-    with _LQ_LOCK:
-        _LQ_CACHE[key] = lq
-        while len(_LQ_CACHE) > _LQ_CACHE_SIZE:
-            _LQ_CACHE.popitem(last=False)
-    return lq
+    def simulate() -> Photo:
+        rgb = degrade(photo.rgb, preset=preset, scale=scale, seed=seed)
+        note = f"simulated low-quality capture: {preset} x{scale:g}, seed {seed}"
+        return Photo(rgb=rgb, key=content_key(rgb), messages=[*photo.messages, note], name=photo.name)
+
+    return _LQ_CACHE.get_or_make((photo.key, preset, float(scale), seed), simulate)

@@ -37,11 +37,11 @@ import pickle
 import sys
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Callable
 
+from .lru import LruCache
 from .errors import MagicBokehError
 from .notes import warning
 from .processing import default_max_side, plan
@@ -275,8 +275,7 @@ def gpu_task() -> Callable[[GpuJob], _Outcome]:
 #: Classical renders never take this slot, so they run in parallel beside a diffusion render.
 GPU_SLOT = threading.Lock()
 
-_RECENT: OrderedDict[tuple, None] = OrderedDict()
-_RECENT_LOCK = threading.Lock()
+_RECENT: LruCache[bool] = LruCache(_RECENT_MAX)
 
 
 def _recent_key(photo_key: str, job: GpuJob) -> tuple:
@@ -285,16 +284,11 @@ def _recent_key(photo_key: str, job: GpuJob) -> tuple:
 
 
 def _remember(key: tuple) -> None:
-    with _RECENT_LOCK:
-        _RECENT[key] = None
-        _RECENT.move_to_end(key)
-        while len(_RECENT) > _RECENT_MAX:
-            _RECENT.popitem(last=False)
+    _RECENT.put(key, True)
 
 
 def _seen(key: tuple) -> bool:
-    with _RECENT_LOCK:
-        return key in _RECENT
+    return key in _RECENT
 
 
 def is_gpu_failure(exc: BaseException) -> bool:

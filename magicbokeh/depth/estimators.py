@@ -12,12 +12,12 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..lru import LruCache
 from .. import hub
 from ..errors import MagicBokehError
 from ..focus import normalise_disparity
@@ -120,40 +120,11 @@ class DepthAnythingEstimator:
         return normalise_disparity(self.predict_raw(rgb))
 
 
-class DepthCache:
-    """Process-wide LRU of disparity maps keyed by (photo hash, depth source)."""
-
-    def __init__(self, capacity: int = 16) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[tuple, DepthResult] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple) -> DepthResult | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item
-
-    def put(self, key: tuple, value: DepthResult) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.hits = self.misses = 0
+#: Process-wide LRU of disparity maps keyed by (photo hash, depth source).
+DepthCache = LruCache
 
 
-DEPTH_CACHE = DepthCache()
+DEPTH_CACHE: LruCache[DepthResult] = LruCache(16)
 _ESTIMATORS: dict[tuple[str, int, str | None], DepthAnythingEstimator] = {}
 _ESTIMATORS_LOCK = threading.Lock()
 

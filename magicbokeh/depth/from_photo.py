@@ -13,14 +13,13 @@ otherwise (or when the file's depth is malformed) falls back to the next source 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..lru import LruCache
 from ..errors import MagicBokehError
 from ..images import Photo, load_photo
 from ..notes import warning
@@ -32,9 +31,7 @@ EMBEDDED = "embedded"
 #: The depth-source label prefix; the format's name follows.
 EMBEDDED_LABEL = "from the photo"
 
-_CACHE: OrderedDict[str, Any] = OrderedDict()
-_CACHE_SIZE = 2  # a 12 MP photo and its maps are ~200 MB; re-renders of the same file hit this
-_LOCK = threading.Lock()
+_CACHE: LruCache[Any] = LruCache(2)  # a 12 MP photo and its maps are ~200 MB; re-renders of a file hit this
 
 
 @dataclass
@@ -58,20 +55,13 @@ def embedded_of(photo: Photo) -> EmbeddedDepth | None:
 
 def _read(data: bytes, name: str) -> EmbeddedDepth | None | str:
     """read_embedded_depth of a file's bytes, cached by content: the info, None, or the error text."""
-    key = hashlib.blake2b(data, digest_size=16).hexdigest()
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    try:
-        found: EmbeddedDepth | None | str = read_embedded_depth(data, name=name)
-    except EmbeddedDepthError as exc:
-        found = str(exc)
-    with _LOCK:
-        _CACHE[key] = found
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return found
+    def read() -> EmbeddedDepth | None | str:
+        try:
+            return read_embedded_depth(data, name=name)
+        except EmbeddedDepthError as exc:
+            return str(exc)
+
+    return _CACHE.get_or_make(hashlib.blake2b(data, digest_size=16).hexdigest(), read)
 
 
 def open_photo(source: Any, *, name: str | None = None) -> Photo:

@@ -19,14 +19,13 @@ Masks computed here are cached per (photo, prompts, model), so the frames of a s
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..lru import LruCache
 from ..errors import MagicBokehError
 from ..focus import defocus_map, focus_from_mask, in_focus_mask
 from ..notes import warning
@@ -46,22 +45,11 @@ RULE_DESCRIPTIONS = {
 NEEDS_MASK = ("keeping the subject sharp needs a subject mask: give a mask (--focus-mask), points on "
               "the subject (--point, or clicks in the app), or configure a saliency model "
               "(--saliency-model / MAGICBOKEH_SALIENCY_MODEL) for automatic focus")
-_CACHE_SIZE = 8
-_cache: "OrderedDict[tuple, Any]" = OrderedDict()
-_cache_lock = threading.Lock()
+_cache: LruCache[Any] = LruCache(8)
 
 
 def _cached(key: tuple, make) -> Any:
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    value = make()
-    with _cache_lock:
-        _cache[key] = value
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return value
+    return _cache.get_or_make(key, make)
 
 
 @dataclass

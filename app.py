@@ -34,6 +34,7 @@ from magicbokeh import zerogpu  # noqa: I001 - first magicbokeh import: imports 
 from magicbokeh import warmup
 from magicbokeh.app_settings import SOURCE_ENV, ModelSources
 from magicbokeh.depth import depth_status
+from magicbokeh.lens_blur import warm_up_in_background
 from magicbokeh.ui import handlers as ui_handlers
 from magicbokeh.ui import panels, subject_panel, views
 from magicbokeh.ui.api import render_api
@@ -283,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{'ready' if ok else 'fallback':>11}  depth: {sentence}")
     for name, (status, _) in app_handlers.table.items():
         print(f"{'ready' if status.ok else 'unavailable':>11}  {name}: {status.reason}")
+    # The classical renderer's compiled code: compiled once per machine (cached), loaded per process.
+    warm_up_in_background()
     magicbokeh = app_handlers.table.get("magicbokeh")
     if magicbokeh is not None and magicbokeh[0].ok:
         # A machine with its own GPU: load and warm up while the server starts (no-op on CPUs and

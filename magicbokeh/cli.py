@@ -338,6 +338,11 @@ def check_render_args(args: argparse.Namespace) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from .images import IMAGE_SUFFIXES
 
+    if args.backend in ("classical", "two-stage"):
+        from .lens_blur import warm_up_in_background
+
+        warm_up_in_background()  # loads the compiled renderer while the photo is read
+
     source = Path(args.image)
     if source.is_dir():
         images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -28,6 +28,8 @@ borders, so brightness (in linear light) is preserved. Partial occlusion (``fill
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -36,22 +38,51 @@ from .apertures import Aperture, DiskAperture
 from .backends import ProgressCallback
 from .colour import highlight_gain
 from .focus import check_k, signed_coc_radius_px
-from .lens_blur_fill import OCCLUSION_JUMP_PX, far_side_of_edges, fill_under, hidden_band
+from .lens_blur_fill import OCCLUSION_JUMP_PX
+from .lens_blur_layers import OCCLUDE_AFTER_LAYERS, build_layers, for_row_blocks
 from .settings import HIGHLIGHT_RATIO, HIGHLIGHT_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["render_lens_blur", "OCCLUDE_AFTER_LAYERS", "OCCLUSION_JUMP_PX"]
+__all__ = ["render_lens_blur", "OCCLUDE_AFTER_LAYERS", "OCCLUSION_JUMP_PX", "compiled_available", "warm_up_renderer", "warm_up_in_background"]
 
-#: Blur radius (px) from which a layer is blurred at half resolution (see ``half_res_radius_px``).
-#: Below it the disc kernel (up to 11 x 11) is convolved directly; from 13 x 13 taps on OpenCV
-#: switches to a DFT that costs ~5x more at full resolution. On the 2x grid the rim still falls
-#: from 50 % to 10 % within 1.8 px and the radius stays within 0.1 px at r = 6 and 7.
+#: Blur radius (px) from which a layer is blurred on a grid twice coarser (see
+#: ``half_res_radius_px``). On the 2x grid the rim still falls from 50 % to 10 % within 1.8 px.
 HALF_RES_RADIUS_PX = 6.0
-#: A pixel occludes the layers at least this many layers (pixels of blur radius) behind the farther
-#: of its own two layers. 2 (never occlude one's own neighbouring layer) measured 1-3 dB worse
-#: near occlusion edges against the ray tracer than 1, with the same seam residual.
-OCCLUDE_AFTER_LAYERS = 1
+#: Engines: ``compiled`` (Numba, radius-proportional cost), ``reference`` (a dense convolution per
+#: layer: plain NumPy and OpenCV), ``auto`` (compiled when Numba imports).
+ENGINES = ("auto", "compiled", "reference")
+
+
+def warm_up_renderer() -> float:
+    """Compile (first run: ~20 s, then cached beside the package) or load (~0.5 s) the compiled
+    compositor by rendering a tiny scene with every kind of layer. Returns seconds; 0 without
+    Numba."""
+    if not compiled_available():
+        return 0.0
+    t0 = time.perf_counter()
+    size = 24
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.stack([xx / size, yy / size, np.full_like(xx, 0.5)], axis=-1)
+    disparity = np.where((yy > 8) & (xx > 8), 0.9, yy / size).astype(np.float32)  # an edge and a slope
+    render_lens_blur(image, disparity, 0.45, 32.0, threads=1)  # fine and coarse layers, a fill
+    return time.perf_counter() - t0
+
+
+def warm_up_in_background() -> threading.Thread:
+    """:func:`warm_up_renderer` in a daemon thread (the CLI starts it before reading the photo)."""
+    thread = threading.Thread(target=warm_up_renderer, name="lens-blur-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def compiled_available() -> bool:
+    """True when the compiled compositor (Numba) can be imported."""
+    try:
+        from . import lens_blur_compiled  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def render_lens_blur(
@@ -68,6 +99,8 @@ def render_lens_blur(
     fill_hidden: bool = True,
     progress: ProgressCallback | None = None,
     half_res_radius_px: float = HALF_RES_RADIUS_PX,
+    engine: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Render lens blur on a photo with a disparity map.
 
@@ -84,201 +117,75 @@ def render_lens_blur(
             what hides it.
         progress: optional ``progress(fraction, stage)``.
         half_res_radius_px: layers blurred by at least this many pixels are blurred on a grid
-            twice coarser (2 x 2 box average, disc of half the radius, bilinear back): a quarter
-            of the cost, and the rim stays within ~1.5 px (``inf``: all at full resolution).
+            twice coarser (2 x 2 average, kernel of half the radius, bilinear back); ``inf``: all
+            at full resolution.
+        engine: ``auto``, ``compiled`` or ``reference`` (see :data:`ENGINES`); same result.
+        threads: worker threads of the compiled engine (default: OpenCV's thread count); the
+            result does not depend on it.
 
     Returns:
         (H, W, 3) float32 sRGB in [0, 1]. ``k == 0`` returns an exact copy of ``image``.
     """
     k = check_k(k)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if not half_res_radius_px > 0:
+        raise ValueError(f"half_res_radius_px must be positive, not {half_res_radius_px!r}")
     image = np.ascontiguousarray(image, dtype=np.float32)
     if k == 0.0:
         return image.copy()
     aperture = aperture or DiskAperture()
-    height, width = disparity.shape
+    if engine == "auto":
+        engine = "compiled" if compiled_available() else "reference"
+        if engine == "reference":
+            logger.warning("numba is not installed: the classical renderer runs its slow reference path")
     radius = np.ascontiguousarray(
         signed_coc_radius_px(disparity, focus_disparity, k, focal_range=focal_range), dtype=np.float32
     )
-    linear = srgb_to_linear_fast(image)
+    n_threads = max(1, int(threads if threads is not None else cv2.getNumThreads()))
+    linear = srgb_to_linear_fast(image, threads=n_threads if engine == "compiled" else 1)
     if highlight_boost:
         linear *= highlight_gain(
             image, radius / np.float32(k), threshold=highlight_threshold, ratio=highlight_ratio
         )
+    if engine == "compiled":
+        from .lens_blur_compiled import composite_layers
+        from .lens_blur_compiled_layers import COMPILED_RULES
 
-    layers = _LayerMembers(radius)
-    far_edge = far_side_of_edges(radius) if fill_hidden else None
-    # Hidden bands first, far to near: a hidden point belongs to the nearest edge among the layers
-    # done so far (edge_dist), so the farther layers must come first. Compositing then runs near
-    # to far.
-    bands = _hidden_bands(layers, radius, far_edge) if far_edge is not None else {}
-    planes = [np.ascontiguousarray(linear[..., c]).ravel() for c in range(3)]
+        layers = build_layers(radius, linear, fill_hidden=fill_hidden, rules=COMPILED_RULES, threads=n_threads)
 
-    colour = np.zeros((height, width, 4), np.float32)  # premultiplied colour + coverage
-    occluded = np.zeros((height, width), np.float32)  # S: summed blurred occlusion of members
-    behind_fill = np.ones((height, width), np.float32)  # F: light that passes the fills in front
-    pending: list[tuple[int, tuple[int, int, int, int], np.ndarray]] = []
-    order = range(layers.last, layers.first - 1, -1)  # near to far
-    for step, layer in enumerate(order):
-        # Occlusion of layers at least OCCLUDE_AFTER_LAYERS in front now applies.
-        while pending and pending[0][0] >= layer + OCCLUDE_AFTER_LAYERS:
-            _, (y0, y1, x0, x1), masks = pending.pop(0)
-            _occlude(occluded[y0:y1, x0:x1], behind_fill[y0:y1, x0:x1], masks)
-        band = bands.pop(layer, None)
-        filled = band is not None
-        box, light, occ, fill = _build_layer(layers, layer, planes, radius, band)
-        if light is None:
-            continue
-        y0, y1, x0, x1 = box
-        light = _blur(light, abs(layer), aperture, half_res_radius_px)
-        masks = _blur(cv2.merge([occ, fill]) if filled else occ, abs(layer), aperture, half_res_radius_px)
-        _composite(colour[y0:y1, x0:x1], light, occluded[y0:y1, x0:x1], behind_fill[y0:y1, x0:x1])
-        pending.append((layer, box, masks))
+        report = None if progress is None else (lambda f: progress(f, "lens blur"))
+        out = np.empty(linear.shape, np.float32)
+        # Each band is encoded by the thread that composited it, while it is still in cache.
+        composite_layers(
+            layers, aperture, half_res_radius_px, threads=n_threads, progress=report,
+            finish=lambda rows, colour: _finish(colour, linear[rows], out[rows]),
+        )  # fmt: skip
+        return out
+    else:
+        from .lens_blur_reference import composite_layers
+
+        layers = build_layers(radius, linear, fill_hidden=fill_hidden)
+        colour = composite_layers(layers, aperture, half_res_radius_px)
         if progress is not None:
-            progress((step + 1) / len(order), "lens blur")
-
+            progress(1.0, "lens blur")
     return _finish(colour, linear)
 
 
-def _composite(colour: np.ndarray, light: np.ndarray, occluded: np.ndarray, behind_fill: np.ndarray) -> None:
-    """``colour += light * clip(1 - occluded, 0, 1) * behind_fill`` in place, (h, w, 4) and (h, w)
-    crops, in row chunks (no frame-sized temporaries per layer)."""
-    for rows in _row_chunks(light.shape[0]):
-        seen = np.float32(1.0) - occluded[rows]
-        np.clip(seen, 0.0, 1.0, out=seen)
-        seen *= behind_fill[rows]
-        cv2.add(colour[rows], cv2.multiply(light[rows], cv2.merge([seen] * 4)), dst=colour[rows])
-
-
-def _occlude(occluded: np.ndarray, behind_fill: np.ndarray, masks: np.ndarray) -> None:
-    """Apply a composited layer's blurred occlusion to the layers behind it, in place and in row
-    chunks: ``occluded += masks[..., 0]`` (members) and, for a (h, w, 2) ``masks``,
-    ``behind_fill *= 1 - masks[..., 1]`` (its fill)."""
-    for rows in _row_chunks(masks.shape[0]):
-        if masks.ndim == 2:
-            occluded[rows] += masks[rows]
-        else:
-            occluded[rows] += masks[rows, :, 0]
-            behind_fill[rows] *= np.float32(1.0) - masks[rows, :, 1]
-
-
-class _LayerMembers:
-    """Pixels of each integer layer radius: every pixel is split between ``floor(r)`` (share
-    ``1 - frac``) and ``floor(r) + 1`` (share ``frac``)."""
-
-    def __init__(self, radius: np.ndarray) -> None:
-        lower = np.floor(radius)
-        self.frac = (radius - lower).ravel()
-        lower = lower.astype(np.int32).ravel()
-        self.first, self.last = int(lower.min()), int(lower.max()) + 1
-        # |radius| <= K <= 32: as int16 the stable sort is a linear-time radix sort.
-        self.order = np.argsort(lower.astype(np.int16), kind="stable")
-        self.starts = np.searchsorted(lower[self.order], np.arange(self.first, self.last + 2), side="left")
-
-    def __call__(self, layer: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Flat pixel indices and weights of one layer, and how many of them (listed first) have
-        their radius in ``[layer, layer + 1)``: they occlude from this layer on."""
-        parts_idx, parts_w = [], []
-        for base, use_frac in ((layer, False), (layer - 1, True)):
-            if self.first <= base <= self.last:
-                sel = self.order[self.starts[base - self.first] : self.starts[base - self.first + 1]]
-                w = self.frac[sel] if use_frac else 1.0 - self.frac[sel]
-                keep = w > 0
-                parts_idx.append(sel[keep])
-                parts_w.append(w[keep])
-        if not parts_idx:
-            return np.empty(0, np.int64), np.empty(0, np.float32), 0
-        n_floor = parts_idx[0].size if self.first <= layer <= self.last else 0
-        return np.concatenate(parts_idx), np.concatenate(parts_w).astype(np.float32), n_floor
-
-
-def _hidden_bands(
-    layers: _LayerMembers, radius: np.ndarray, far_edge: np.ndarray
-) -> dict[int, tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Per layer with occlusion edges: the box (y0, y1, x0, x1) and the (h, w) bool hidden band
-    in it where the layer is extended under nearer pixels (see :func:`hidden_band`)."""
-    height, width = radius.shape
-    edge_dist = np.full((height, width), np.inf, np.float32)
-    bands = {}
-    for layer in range(layers.first, layers.last + 1):  # far to near
-        idx, _, _ = layers(layer)
-        edge = idx[far_edge[idx]]
-        if not edge.size:
-            continue
-        # The hidden band reaches |r(p)| + r + 2 px from the edge.
-        reach = abs(layer) + max(abs(layer + OCCLUDE_AFTER_LAYERS), abs(layers.last)) + 2
-        eys, exs = np.divmod(edge, width)
-        box = (max(int(eys.min()) - reach, 0), min(int(eys.max()) + reach + 1, height))
-        box += (max(int(exs.min()) - reach, 0), min(int(exs.max()) + reach + 1, width))
-        band = hidden_band(radius, layer, edge, box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
-        if band.any():
-            bands[layer] = (box, band > 0)
-    return bands
-
-
-def _build_layer(
-    layers: _LayerMembers,
-    layer: int,
-    planes: list[np.ndarray],
-    radius: np.ndarray,
-    band: tuple[tuple[int, int, int, int], np.ndarray] | None,
-) -> tuple[tuple[int, int, int, int], np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """One layer, unblurred, in its crop: box (y0, y1, x0, x1); (h, w, 4) float32 premultiplied
-    linear colour and coverage; (h, w) occlusion of its members; (h, w) occlusion of its fill (or
-    ``None`` without ``band``). All ``None`` for an empty layer. ``band``: its hidden band (box
-    and mask), filled with the layer's own colours as an opaque surface."""
-    height, width = radius.shape
-    idx, weight, n_floor = layers(layer)
-    if idx.size == 0:
-        return (0, 0, 0, 0), None, None, None
-    ys, xs = np.divmod(idx, width)
-    pad = abs(layer) + 2
-    y0, y1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height)
-    x0, x1 = max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, width)
-    if band is not None:
-        (by0, by1, bx0, bx1), _ = band
-        y0, y1 = min(y0, max(by0 - pad, 0)), max(y1, min(by1 + pad, height))
-        x0, x1 = min(x0, max(bx0 - pad, 0)), max(x1, min(bx1 + pad, width))
-    light = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
-    occ = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cell = (ys - y0) * (x1 - x0) + (xs - x0)
-    flat = light.reshape(-1)  # scatter through flat indices: the fast 1-D path
-    for c in range(3):
-        flat[cell * 4 + c] = planes[c][idx] * weight
-    flat[cell * 4 + 3] = weight
-    occ.reshape(-1)[cell[:n_floor]] = 1.0
-    _widen_occlusion(occ, radius[y0:y1, x0:x1], layer)
-    fill = None
-    if band is not None:
-        (by0, by1, bx0, bx1), mask = band
-        fill = np.zeros(occ.shape, np.float32)  # calloc: pages outside the band stay unmapped
-        fill_under(light[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], fill[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], mask.astype(np.float32))
-    return (y0, y1, x0, x1), light, occ, fill
-
-
-def _widen_occlusion(occ: np.ndarray, radius: np.ndarray, layer: int) -> None:
-    """Widen the 0/1 occlusion mask ``occ`` by one pixel into pixels of the same smooth surface
-    (radius within :data:`OCCLUSION_JUMP_PX` of the layer's ``[layer, layer + 1)``), in place.
-
-    Blurred with discs of different radii, the occluding masks of two neighbouring layers sum to
-    less than one on the side of the larger disc (by up to ~12 % for radii 1 and 2); the overlap
-    closes that gap (the sum is clipped), so nothing hidden behind a smooth surface shows through.
-    """
-    grown = cv2.dilate(occ, np.ones((3, 3), np.uint8))
-    for rows in _row_chunks(occ.shape[0]):
-        part = grown[rows]
-        part *= radius[rows] >= np.float32(layer - OCCLUSION_JUMP_PX)
-        part *= radius[rows] < np.float32(layer + 1 + OCCLUSION_JUMP_PX)
-        np.maximum(occ[rows], part, out=occ[rows])
-
-
-def srgb_to_linear_fast(rgb: np.ndarray) -> np.ndarray:
-    """:func:`colour.srgb_to_linear` (same curve, float32), with OpenCV's vectorised power."""
+def srgb_to_linear_fast(rgb: np.ndarray, *, threads: int = 1) -> np.ndarray:
+    """:func:`colour.srgb_to_linear` (same curve, float32), with OpenCV's vectorised power, on
+    ``threads`` threads."""
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     out = np.empty_like(rgb)
-    for rows in _row_chunks(rgb.shape[0]):
-        part = rgb[rows]
-        cv2.pow((part + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4, dst=out[rows])
-        np.copyto(out[rows], part * np.float32(1.0 / 12.92), where=part <= np.float32(0.04045))
+
+    def rows(y0: int, y1: int) -> None:
+        for chunk in _row_chunks(y1 - y0):
+            part = rgb[y0:y1][chunk]
+            dst = out[y0:y1][chunk]
+            cv2.pow((part + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4, dst=dst)
+            np.copyto(dst, part * np.float32(1.0 / 12.92), where=part <= np.float32(0.04045))
+
+    for_row_blocks(rows, rgb.shape[0], threads)
     return out
 
 
@@ -301,10 +208,11 @@ def _encode_srgb(linear: np.ndarray, out: np.ndarray) -> None:
     np.clip(out, 0.0, 1.0, out=out)
 
 
-def _finish(colour: np.ndarray, linear: np.ndarray) -> np.ndarray:
+def _finish(colour: np.ndarray, linear: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) sRGB: the accumulated premultiplied colour divided by its coverage (channel 3),
-    the input's ``linear`` colour where nothing landed, encoded."""
-    out = np.empty(linear.shape, np.float32)
+    the input's ``linear`` colour where nothing landed, encoded (into ``out`` when given)."""
+    if out is None:
+        out = np.empty(linear.shape, np.float32)
     for rows in _row_chunks(colour.shape[0]):
         coverage = colour[rows, :, 3:4]
         lin = colour[rows, :, :3] / np.maximum(coverage, np.float32(1e-6))
@@ -321,45 +229,3 @@ _CHUNK_ROWS = 64
 
 def _row_chunks(height: int) -> list[slice]:
     return [slice(y, min(y + _CHUNK_ROWS, height)) for y in range(0, height, _CHUNK_ROWS)]
-
-
-def _blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: float) -> np.ndarray:
-    """Aperture blur of radius ``r`` px of (h, w[, c]) float32 ``planes``, same shape.
-
-    From ``half_res_radius_px`` on, on a grid twice coarser: the 2 x 2 box average conserves light,
-    the disc of radius r / 2 keeps its one-coarse-pixel anti-aliased rim, and bilinear upsampling
-    (pixel centres aligned as OpenCV's resize maps them) brings it back: the rim falls from 50 % to
-    10 % within about 1.5 px (a 3x grid: 2.3 px; the former 4-10x grids: 4-10 px).
-    """
-    if r < half_res_radius_px:
-        return _filter(planes, aperture.kernel(r))
-    h, w = planes.shape[:2]
-    # An odd size is padded by one zero row/column (outside the layer), so cells are exact 2 x 2.
-    he, we = h + (h & 1), w + (w & 1)
-    if (he, we) != (h, w):
-        padded = np.zeros((he, we) + planes.shape[2:], np.float32)
-        padded[:h, :w] = planes
-        planes = padded
-    small = cv2.resize(planes, (we // 2, he // 2), interpolation=cv2.INTER_AREA)
-    small = _filter(small, aperture.kernel(r / 2.0))
-    out = cv2.resize(small, (we, he), interpolation=cv2.INTER_LINEAR)
-    if out.ndim < planes.ndim:
-        out = out[..., None]
-    return np.ascontiguousarray(out[:h, :w]) if (he, we) != (h, w) else out
-
-
-def _filter(rgba: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve (zero outside the layer) each channel of (h, w, c) ``rgba`` with ``kernel``."""
-    if kernel.shape == (1, 1):
-        return rgba
-    # The kernel is symmetric under 180 degree rotation only for some shapes; flip it so filter2D's
-    # correlation is a true convolution (light spreads in the aperture's own orientation).
-    flipped = np.ascontiguousarray(kernel[::-1, ::-1])
-    out = cv2.filter2D(rgba, -1, flipped, borderType=cv2.BORDER_CONSTANT)
-    if kernel.size < _DIRECT_FILTER_MAX_TAPS:
-        return out  # direct sums of non-negative terms: never negative
-    return np.maximum(out, 0.0, out=out)  # FFT round-off can leave tiny negatives
-
-
-#: OpenCV's filter2D convolves float kernels with fewer taps than this directly, larger ones by DFT.
-_DIRECT_FILTER_MAX_TAPS = 130

@@ -50,10 +50,7 @@ def hidden_band(
     """
     height, width = radius.shape
     y0, y1, x0, x1 = box
-    seeds = np.full((y1 - y0, x1 - x0), 255, np.uint8)
-    ey, ex = np.divmod(edge_idx, width)
-    seeds[ey - y0, ex - x0] = 0
-    dist = cv2.distanceTransform(seeds, cv2.DIST_L2, cv2.DIST_MASK_5)  # px to the nearest edge pixel
+    dist = edge_distance(edge_idx, width, box)
     yy1, xx1 = min(y1, height), min(x1, width)
     near = np.full((y1 - y0, x1 - x0), -np.inf, np.float32)  # past the image edge: nothing nearer
     near[: yy1 - y0, : xx1 - x0] = radius[y0:yy1, x0:xx1]
@@ -65,25 +62,37 @@ def hidden_band(
     return band.astype(np.float32)
 
 
+def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) float32 distance (px, 5 x 5 chamfer) from each pixel of ``box`` to the nearest of the
+    edge pixels ``edge_idx`` (flat indices in a photo ``width`` wide)."""
+    y0, y1, x0, x1 = box
+    seeds = np.full((y1 - y0, x1 - x0), 255, np.uint8)
+    ey, ex = np.divmod(edge_idx, width)
+    seeds[ey - y0, ex - x0] = 0
+    return cv2.distanceTransform(seeds, cv2.DIST_L2, cv2.DIST_MASK_5)
+
+
 #: Slack (px) when comparing distances to the edges of two layers: the two layers a surface is
 #: split between share their edge pixels, and chamfer distances are approximate.
 _EDGE_TIE_PX = 1.5
 
 
-def fill_under(light: np.ndarray, fill_occlusion: np.ndarray, band: np.ndarray) -> None:
-    """Add, in place, an opaque surface of the layer's own extended colours where ``band`` > 0.
+def fill_values(light: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The opaque surface a layer continues with where ``band`` is set, as sparse pixels.
 
-    ``light`` is the layer's (h, w, 4) premultiplied colour (0-2) and coverage (3);
-    ``fill_occlusion`` (h, w) receives the fill's occlusion, kept apart from the members' because
-    the fill lies behind nearer pixels whose own occlusion already counts (see
-    :mod:`magicbokeh.lens_blur`). ``band`` (h, w) float32 in [0, 1] holds no member pixels of the
-    layer (it is nearer), so coverage stays <= 1.
+    ``light`` is the layer's (h, w, 4) premultiplied colour (0-2) and coverage (3) in the band's
+    box; ``band`` (h, w) holds no member pixel of the layer (it is nearer). Returns ``ys``, ``xs``
+    (row-major) and (n, 6) float32 values: the extended premultiplied colour and coverage, 0
+    (members' occlusion), and the fill's own occlusion, kept apart from the members' because the
+    fill lies behind nearer pixels whose occlusion already counts (see :mod:`magicbokeh.lens_blur`).
     """
-    if not band.any():
-        return
-    filled = _push_pull(np.ascontiguousarray(light))  # opaque: coverage 1
-    light += cv2.multiply(filled, channels(band, 4))
-    fill_occlusion += band * filled[..., 3]
+    ys, xs = np.nonzero(band)
+    values = np.zeros((ys.size, 6), np.float32)
+    if ys.size:
+        filled = _push_pull(np.ascontiguousarray(light))  # opaque: coverage 1
+        values[:, :4] = filled[ys, xs]
+        values[:, 5] = values[:, 3]
+    return ys, xs, values
 
 
 def _push_pull(rgba: np.ndarray) -> np.ndarray:

@@ -1,6 +1,11 @@
-"""Pure-NumPy reference for the classical renderer: a naive per-pixel scatter (slow, obviously correct).
+"""Reference paths of the classical renderer, in plain NumPy and OpenCV (slow, obviously correct).
 
-Naive scatter: every pixel spreads its linear-light colour over the aperture kernel of its own circle-of-confusion
+:func:`composite_layers`: the layered compositing of :mod:`magicbokeh.lens_blur`, one dense
+whole-photo convolution per layer and channel. The compiled compositor
+(:mod:`magicbokeh.lens_blur_compiled`) must equal it up to float rounding; it is also what runs when
+Numba is missing.
+
+:func:`naive_scatter`: every pixel spreads its linear-light colour over the aperture kernel of its own circle-of-confusion
 radius (layer radii rounded exactly as the fast renderer does); the result is normalised by the
 accumulated weight. It ignores occlusion, so it matches :func:`render_lens_blur` on scenes whose
 pixels share one radius (a single plane) — which is where the tests compare them. The layered
@@ -10,11 +15,73 @@ scenes that compare the renderer with the thin-lens ray tracer live with the tes
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .apertures import Aperture, DiskAperture
 from .colour import linear_to_srgb, srgb_to_linear
 from .focus import signed_coc_radius_px
+from .lens_blur_layers import Layers, composite_groups, layer_light, layer_occlusion
+
+
+def composite_layers(layers: Layers, aperture: Aperture, half_res_radius_px: float) -> np.ndarray:
+    """(H, W, 4) float32: premultiplied linear colour and coverage of all layers, composited near
+    to far in the groups of :func:`~magicbokeh.lens_blur_layers.composite_groups`. A group's light
+    passes ``clip(1 - S, 0, 1) * F``, where ``S`` sums the blurred occlusion of the groups in front
+    and ``F`` multiplies ``1 -`` their blurred fill occlusion."""
+    height, width = layers.lower.shape
+    colour = np.zeros((height, width, 4), np.float32)
+    occluded = np.zeros((height, width), np.float32)
+    behind_fill = np.ones((height, width), np.float32)
+    for group in composite_groups(layers.first, layers.last, half_res_radius_px, layers.fills):
+        light = np.zeros((height, width, 4), np.float32)
+        masks = np.zeros((height, width, 2), np.float32)
+        for layer in group:
+            radius = abs(group[0]) if abs(group[0]) >= half_res_radius_px else abs(layer)
+            layer_masks = np.zeros((height, width, 2), np.float32)
+            layer_masks[..., 0] = layer_occlusion(layers, layer)
+            layer_light_ = layer_light(layers, layer)
+            fill = layers.fills.get(layer)
+            if fill is not None:
+                layer_light_[fill.ys, fill.xs] += fill.values[:, :4]
+                layer_masks[fill.ys, fill.xs, 1] += fill.values[:, 5]
+            coarse = radius >= half_res_radius_px
+            light += blur(layer_light_, abs(layer), aperture, half_res_radius_px, coarse=coarse)
+            masks += blur(layer_masks, abs(layer), aperture, half_res_radius_px, coarse=coarse)
+        seen = np.clip(np.float32(1.0) - occluded, 0.0, 1.0) * behind_fill
+        colour += light * seen[..., None]
+        occluded += masks[..., 0]
+        behind_fill *= np.float32(1.0) - masks[..., 1]
+    return colour
+
+
+def blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: float, *, coarse: bool | None = None) -> np.ndarray:
+    """Aperture blur of radius ``r`` px of (h, w, c) float32 ``planes`` (zero outside), same shape.
+
+    On the coarse grid (default: from ``half_res_radius_px`` on): 2 x 2 average (an odd size padded
+    with zeros), the kernel of radius r / 2, and OpenCV's bilinear 2x upsampling back.
+    """
+    if not (r >= half_res_radius_px if coarse is None else coarse):
+        return _filter(planes, aperture.kernel(float(r)))
+    h, w = planes.shape[:2]
+    he, we = h + (h & 1), w + (w & 1)
+    padded = np.zeros((he, we) + planes.shape[2:], np.float32)
+    padded[:h, :w] = planes
+    small = cv2.resize(padded, (we // 2, he // 2), interpolation=cv2.INTER_AREA)
+    small = _filter(small.reshape(small.shape[:2] + planes.shape[2:]), aperture.kernel(r / 2.0))
+    out = cv2.resize(small, (we, he), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(out.reshape((he, we) + planes.shape[2:])[:h, :w])
+
+
+def _filter(planes: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve (zero outside) each channel of (h, w, c) ``planes`` with ``kernel``."""
+    if kernel.shape == (1, 1):
+        return planes.copy()
+    # filter2D correlates: flip the kernel so light spreads in the aperture's own orientation.
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+    out = cv2.filter2D(planes, -1, flipped, borderType=cv2.BORDER_CONSTANT)
+    out = out.reshape(planes.shape)
+    return np.maximum(out, 0.0, out=out)  # a DFT's round-off can leave tiny negatives
 
 
 def naive_scatter(

@@ -102,7 +102,7 @@ def test_transfer_focus_keeps_the_same_surface_sharp():
 
 
 def test_two_stage_can_estimate_depth_again_on_the_restored_photo(tiny_assets, tmp_path, monkeypatch):  # noqa: F811
-    from magicbokeh.focus import defocus_map
+    from magicbokeh.focus import defocus_map, normalise_disparity
     from magicbokeh.two_stage import RESTORED_DEPTH, transfer_focus
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -124,7 +124,7 @@ def test_two_stage_can_estimate_depth_again_on_the_restored_photo(tiny_assets, t
 
     # The blur used that map, min-max normalised, with the focus moved to the same surface.
     raw = restored.mean(axis=2)
-    new = (raw - raw.min()) / (raw.max() - raw.min())
+    new = normalise_disparity(raw)  # min-max, as the backend does (one place for that math)
     focus = transfer_focus(given, new, 0.8)
     expected = get_backend("classical").render(restored, new, focus, 20, options={}, image_key="x").image
     np.testing.assert_allclose(two.image, expected, atol=1e-4)

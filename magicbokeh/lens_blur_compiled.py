@@ -1,0 +1,516 @@
+"""Compiled (Numba) compositor for the classical renderer: cost grows with the blur radius, not
+with the number of depth layers.
+
+Each pixel spreads its light over the aperture kernel of its layer as *row differences*: a kernel
+row is a run of nearly equal values, so its horizontal difference has ~5 non-zero taps whatever the
+radius, and a running sum along the row rebuilds it. The photo is processed in bands of rows; for
+each band the layer groups are visited near to far: their pixels (and those within a kernel's
+reach) are scattered into a small difference buffer, and one pass along each row rebuilds the
+blurred light, occlusion and fill and composites them front to back. Layers blurred by at least
+``half_res_radius_px`` are scattered on a grid twice coarser (2 x 2 average, kernel of half the
+radius) and read back bilinearly, exactly as the reference resamples them.
+
+The arithmetic equals :func:`magicbokeh.lens_blur_reference.composite_layers` (a dense convolution
+per layer) up to float rounding; the tests compare the two. Bands are independent and each is
+computed by one thread, so the result does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import numpy as np
+from numba import njit, uint64
+
+from .apertures import Aperture
+from .lens_blur_compiled_layers import occlusion_extras, row_buckets
+from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups
+
+#: Rows per band. Even, so bands start on the coarse grid; tall enough that the pixels within a
+#: kernel's reach above and below are not revisited too often.
+BAND_ROWS = 64
+_EMPTY = 1 << 30
+#: A gathered row whose touched cells fill at least 1 / this of its span is scattered tap by tap
+#: as contiguous multiply-adds (vectorised); a sparser one cell by cell.
+_DENSE_ROW_RATIO = 4
+
+
+
+
+
+def composite_layers(
+    layers: Layers,
+    aperture: Aperture,
+    half_res_radius_px: float,
+    *,
+    threads: int = 1,
+    progress: Callable[[float], None] | None = None,
+    finish: Callable[[slice, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """(H, W, 4) float32: premultiplied linear colour and coverage, all layers composited.
+    ``finish(rows, colour)``, when given, is called by the worker on each finished band."""
+    lower = np.ascontiguousarray(layers.lower, dtype=np.int32)
+    height, width = lower.shape
+    first, last = layers.first, layers.last
+    buckets, bucket_start = row_buckets(lower, first, last - first)
+    extra_x, extra_start = occlusion_extras(lower, layers.occlusion_bits, first, last - first + 1)
+    groups = composite_groups(first, last, half_res_radius_px, layers.fills)
+    table = _KernelTable(aperture, groups, half_res_radius_px, width)
+    fill_ptr, fill_x, fill_v = _fill_rows(layers, first, last, height)
+    table.group_fill[:] = [any(L in layers.fills for L in g) for g in groups]
+    colour = np.zeros((height, width, 4), np.float32)
+    flat_colour = colour.reshape(-1)
+    local = threading.local()
+
+    def band(y0: int) -> None:
+        scratch = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = _Scratch(width, table)
+        y1 = min(y0 + BAND_ROWS, height)
+        _render_band(
+            y0, y1, lower, layers.frac, layers.linear, layers.occlusion_bits, buckets, bucket_start,
+            extra_x, extra_start, first, table.layer, table.group_start, table.group_coarse,
+            table.group_fill, table.half, table.row_start, table.offset, table.value,
+            fill_ptr, fill_x, fill_v, flat_colour, *scratch.arrays,
+        )  # fmt: skip
+        if finish is not None:
+            finish(slice(y0, y1), colour[y0:y1])
+
+    starts = list(range(0, height, BAND_ROWS))
+    if threads <= 1:
+        for i, y0 in enumerate(starts):
+            band(y0)
+            if progress is not None:
+                progress((i + 1) / len(starts))
+        return colour
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(band, y0) for y0 in starts]
+        for i, future in enumerate(as_completed(futures)):
+            future.result()
+            if progress is not None:
+                progress((i + 1) / len(starts))
+    return colour
+
+
+class _KernelTable:
+    """Row differences of every layer's kernel, flattened for the compiled code.
+
+    Per layer (in compositing order): its radius ``layer``, kernel half size ``half``, and per
+    kernel row the slice ``row_start[i, ky] : row_start[i, ky + 1]`` of taps, each an ``offset``
+    into the band's flat difference buffer (row stride included) and a ``value``. Per group: its
+    first layer (``group_start``), whether it is on the coarse grid, whether any layer has a fill.
+    """
+
+    def __init__(self, aperture: Aperture, groups: list[list[int]], half_res_radius_px: float, width: int) -> None:
+        coarse_flags = [abs(g[0]) >= half_res_radius_px for g in groups]
+        kernels = {}
+        for group, coarse in zip(groups, coarse_flags):
+            for L in group:
+                r = abs(L)
+                kernels[L] = aperture.kernel(r / 2.0 if coarse else float(r)).astype(np.float64)
+        halves = {L: k.shape[0] // 2 for L, k in kernels.items()}
+        fine = [halves[L] for g, c in zip(groups, coarse_flags) if not c for L in g]
+        coarse = [halves[L] for g, c in zip(groups, coarse_flags) if c for L in g]
+        self.pad = max(fine, default=0) + 2
+        self.coarse_pad = max(coarse, default=0) + 2
+        self.stride = width + 2 * self.pad
+        self.coarse_stride = (width + 1) // 2 + 2 * self.coarse_pad
+        order = [L for g in groups for L in g]
+        n_rows = 2 * max(halves.values()) + 1
+        self.layer = np.asarray(order, np.int32)
+        self.half = np.asarray([halves[L] for L in order], np.int32)
+        self.row_start = np.zeros((len(order), n_rows + 1), np.int64)
+        offsets, values = [], []
+        total = 0
+        for i, (L, group_coarse) in enumerate(
+            (L, c) for g, c in zip(groups, coarse_flags) for L in g
+        ):
+            kernel, h = kernels[L], halves[L]
+            stride = self.coarse_stride if group_coarse else self.stride
+            self.row_start[i, :] = total
+            diff = np.diff(np.pad(kernel, ((0, 0), (1, 1))), axis=1)  # diff[:, j] = k[j] - k[j - 1]
+            for ky, row in enumerate(diff):
+                (cols,) = np.nonzero(row)
+                offsets.append((ky - h) * stride + cols - h)
+                values.append(row[cols])
+                total += cols.size
+                self.row_start[i, ky + 1 :] = total
+        self.offset = np.concatenate(offsets).astype(np.int64)
+        self.value = np.concatenate(values).astype(np.float32)
+        self.group_start = np.cumsum([0] + [len(g) for g in groups]).astype(np.int32)
+        self.group_coarse = np.asarray(coarse_flags, np.bool_)
+        self.group_fill = np.zeros(len(groups), np.bool_)  # set once the fills are known
+        self.groups = groups
+
+
+class _Scratch:
+    """One thread's band buffers (allocated once, left zeroed by the compiled code)."""
+
+    def __init__(self, width: int, table: _KernelTable) -> None:
+        crows = BAND_ROWS // 2 + 2
+        cw = (width + 1) // 2
+        self.arrays = (
+            np.zeros(BAND_ROWS * width, np.float32),  # summed occlusion S
+            np.ones(BAND_ROWS * width, np.float32),  # light passing the fills F
+            np.zeros(BAND_ROWS * table.stride * 4, np.float32),  # light row differences
+            np.zeros(BAND_ROWS * table.stride * 2, np.float32),  # occlusion, fill differences
+            np.zeros(crows * table.coarse_stride * 4, np.float32),
+            np.zeros(crows * table.coarse_stride * 2, np.float32),
+            np.zeros(crows * cw * 6, np.float32),  # coarse blurred values
+            np.zeros(cw * 6, np.float32),  # one row of them, interpolated vertically
+            *_column_taps(width),
+            np.zeros(width * 4, np.float32),  # one gathered source row: light
+            np.zeros(width * 2, np.float32),  # and occlusion, fill
+            np.zeros(width, np.int32),  # its touched cells
+            np.zeros(width, np.bool_),
+            np.zeros(4, np.int64),  # touched box: first row, last row, first column, last column
+            table.pad,
+            table.stride,
+            table.coarse_pad,
+            table.coarse_stride,
+        )
+
+
+def _fill_rows(layers: Layers, first: int, last: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fill pixels of all layers in one list, with per (layer - first, row) start offsets."""
+    ptr = np.zeros((last - first + 1, height + 1), np.int64)
+    xs, vs = [np.zeros(0, np.int32)], [np.zeros((0, 6), np.float32)]
+    offset = 0
+    for L in range(first, last + 1):
+        items = layers.fills.get(L)
+        ptr[L - first] = offset
+        if items is None:
+            continue
+        ptr[L - first, 1:] = offset + np.cumsum(np.bincount(items.ys, minlength=height))
+        offset += items.ys.size
+        xs.append(items.xs)
+        vs.append(items.values)
+    return ptr, np.concatenate(xs).astype(np.int32), np.ascontiguousarray(np.concatenate(vs), dtype=np.float32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows(y, h, row0, rows):
+    """Kernel rows of a source at band row ``y - row0`` that land inside the band."""
+    return max(0, row0 - y + h), min(2 * h + 1, row0 + rows - y + h)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add(cell, scale, v0, v1, v2, v3, v4, v5, acc4, acc2, touched, is_touched, n):
+    """Add ``scale`` times one source to cell ``cell`` of the row being gathered."""
+    if not is_touched[cell]:
+        is_touched[cell] = True
+        touched[n] = cell
+        n += 1
+    acc4[4 * cell] += scale * v0
+    acc4[4 * cell + 1] += scale * v1
+    acc4[4 * cell + 2] += scale * v2
+    acc4[4 * cell + 3] += scale * v3
+    acc2[2 * cell] += scale * np.float32(v4)
+    acc2[2 * cell + 1] += scale * np.float32(v5)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _gather(y, L, first, last_bucket, shift, scale, frac, linear, bits, buckets, bucket_start, extra_x, extra_start, fill_ptr, fill_x, fill_v, acc4, acc2, touched, is_touched, n):  # fmt: skip
+    """Gather what row ``y`` gives layer ``L`` into cells ``x >> shift`` (scaled by ``scale``):
+    light and occlusion of the pixels of radius in [L, L + 1) (share 1 - frac) and [L - 1, L)
+    (share frac), the occlusion widened into the layer, and its fill."""
+    fi = L - first
+    if L <= last_bucket:
+        for j in range(bucket_start[y, L - first], bucket_start[y, L - first + 1]):
+            x = buckets[y, j]
+            w = np.float32(1.0) - frac[y, x]
+            n = _add(x >> shift, scale, linear[y, x, 0] * w, linear[y, x, 1] * w, linear[y, x, 2] * w, w, 1.0, 0.0, acc4, acc2, touched, is_touched, n)  # fmt: skip
+    if L - 1 >= first:
+        for j in range(bucket_start[y, L - 1 - first], bucket_start[y, L - first]):
+            x = buckets[y, j]
+            w = frac[y, x]
+            occ = np.float32((bits[y, x] >> (JUMP_LAYERS + 1)) & 1)
+            if w > 0 or occ > 0:
+                n = _add(x >> shift, scale, linear[y, x, 0] * w, linear[y, x, 1] * w, linear[y, x, 2] * w, w, occ, 0.0, acc4, acc2, touched, is_touched, n)  # fmt: skip
+    for j in range(extra_start[y, fi], extra_start[y, fi + 1]):
+        n = _add(extra_x[j] >> shift, scale, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, acc4, acc2, touched, is_touched, n)
+    for j in range(fill_ptr[fi, y], fill_ptr[fi, y + 1]):
+        n = _add(fill_x[j] >> shift, scale, fill_v[j, 0], fill_v[j, 1], fill_v[j, 2], fill_v[j, 3], fill_v[j, 4], fill_v[j, 5], acc4, acc2, touched, is_touched, n)  # fmt: skip
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1, pad):
+    """Scatter a gathered row (``n`` touched cells) through kernel taps ``e0 .. e1`` into the
+    row-difference buffers (``centre0``: flat buffer index of column 0 of the source row, padding
+    included), mark the touched box (rows ``r0 .. r1``) and clear the gathered row.
+
+    A row whose touched cells are dense is scattered one tap at a time over its whole span, as
+    contiguous multiply-adds that the compiler vectorises; a sparse one, one cell at a time."""
+    lo = touched[0]
+    hi = touched[0]
+    for t in range(1, n):
+        lo = min(lo, touched[t])
+        hi = max(hi, touched[t])
+    span = hi - lo + 1
+    has_mask = False
+    for t in range(n):
+        c = touched[t]
+        if acc2[2 * c] != 0 or acc2[2 * c + 1] != 0:
+            has_mask = True
+            break
+    if _DENSE_ROW_RATIO * n >= span:
+        for e in range(e0, e1):
+            k = value[e]
+            d = uint64(4 * (centre0 + lo + offset[e]))
+            a = uint64(4 * lo)
+            for j in range(uint64(4 * span)):
+                dl[d + j] += k * acc4[a + j]
+            if has_mask:
+                d = uint64(2 * (centre0 + lo + offset[e]))
+                a = uint64(2 * lo)
+                for j in range(uint64(2 * span)):
+                    dm[d + j] += k * acc2[a + j]
+    else:
+        for t in range(n):
+            c = touched[t]
+            v0 = acc4[4 * c]
+            v1 = acc4[4 * c + 1]
+            v2 = acc4[4 * c + 2]
+            v3 = acc4[4 * c + 3]
+            m0 = acc2[2 * c]
+            m1 = acc2[2 * c + 1]
+            base = centre0 + c
+            for e in range(e0, e1):
+                q = uint64(base + offset[e])
+                k = value[e]
+                dl[uint64(4) * q] += k * v0
+                dl[uint64(4) * q + uint64(1)] += k * v1
+                dl[uint64(4) * q + uint64(2)] += k * v2
+                dl[uint64(4) * q + uint64(3)] += k * v3
+            if m0 != 0 or m1 != 0:
+                for e in range(e0, e1):
+                    q = uint64(base + offset[e])
+                    k = value[e]
+                    dm[uint64(2) * q] += k * m0
+                    dm[uint64(2) * q + uint64(1)] += k * m1
+    for t in range(n):
+        c = touched[t]
+        is_touched[c] = False
+    acc4[4 * lo : 4 * (hi + 1)] = 0.0
+    acc2[2 * lo : 2 * (hi + 1)] = 0.0
+    box[0] = min(box[0], r0)
+    box[1] = max(box[1], r1)
+    box[2] = min(box[2], lo)
+    box[3] = max(box[3], hi)
+
+
+@njit(cache=True, nogil=True)
+def _render_band(
+    y0, y1, lower, frac, linear, bits, buckets, bucket_start, extra_x, extra_start, first,
+    layer, group_start, group_coarse, group_fill, half, row_start, offset, value,
+    fill_ptr, fill_x, fill_v, colour,
+    occluded, behind_fill, dl, dm, cdl, cdm, cval, vrow, tap_k, tap_w, acc4, acc2, touched, is_touched, box,
+    pad, stride, cpad, cstride,
+):  # fmt: skip
+    height, width = lower.shape
+    last_bucket = first + bucket_start.shape[1] - 2
+    rows = y1 - y0
+    occluded[: rows * width] = 0.0
+    behind_fill[: rows * width] = 1.0
+    cheight = (height + 1) // 2
+    # Coarse rows cy0 .. cy1 - 1 are what the band's rows interpolate from.
+    cy0 = max(y0 // 2 - 1, 0)
+    cy1 = min((y1 + 1) // 2 + 1, cheight)
+    crows = cy1 - cy0
+    for g in range(group_start.shape[0] - 1):
+        coarse = group_coarse[g]
+        row0, nrows, src_rows = (cy0, crows, cheight) if coarse else (y0, rows, height)
+        box[0] = box[2] = _EMPTY
+        box[1] = box[3] = -1
+        for li in range(group_start[g], group_start[g + 1]):
+            L = layer[li]
+            h = half[li]
+            for sy in range(max(0, row0 - h), min(src_rows, row0 + nrows + h)):
+                n = 0
+                if coarse:
+                    for y in range(2 * sy, min(2 * sy + 2, height)):
+                        n = _gather(y, L, first, last_bucket, 1, np.float32(0.25), frac, linear, bits, buckets, bucket_start, extra_x, extra_start, fill_ptr, fill_x, fill_v, acc4, acc2, touched, is_touched, n)  # fmt: skip
+                else:
+                    n = _gather(sy, L, first, last_bucket, 0, np.float32(1.0), frac, linear, bits, buckets, bucket_start, extra_x, extra_start, fill_ptr, fill_x, fill_v, acc4, acc2, touched, is_touched, n)  # fmt: skip
+                if n == 0:
+                    continue
+                ka, kb = _rows(sy, h, row0, nrows)
+                r0 = sy + ka - h - row0
+                r1 = sy + kb - 1 - h - row0
+                if coarse:
+                    _emit((sy - row0) * cstride + cpad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, cdl, cdm, box, r0, r1, cpad)  # fmt: skip
+                else:
+                    _emit((sy - row0) * stride + pad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1, pad)  # fmt: skip
+        # The box holds source columns; the kernel reaches h + 1 further on both sides.
+        if box[0] <= box[1]:
+            reach = 0
+            for li in range(group_start[g], group_start[g + 1]):
+                reach = max(reach, half[li] + 1)
+            box[2] += (cpad if coarse else pad) - reach
+            box[3] += (cpad if coarse else pad) + reach
+        if coarse:
+            _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride, group_fill[g], colour, occluded, behind_fill)  # fmt: skip
+        else:
+            _composite_fine(y0, width, dl, dm, box, pad, stride, group_fill[g], colour, occluded, behind_fill)
+
+
+@njit(cache=True, nogil=True)
+def _composite_fine(y0, width, dl, dm, box, pad, stride, has_fill, colour, occluded, behind_fill):
+    """Running sums along each touched band row rebuild the group's blurred light, occlusion and
+    fill; the light is added where nearer groups let it through, then the group occludes what lies
+    behind. The difference buffers are left zeroed. ``colour`` is the flat (H * W * 4) image,
+    ``occluded`` and ``behind_fill`` the flat band planes."""
+    if box[0] > box[1]:
+        return
+    for row in range(box[0], box[1] + 1):
+        r0 = r1 = r2 = r3 = m0 = m1 = np.float32(0.0)
+        base = row * stride
+        pixel0 = row * width - pad  # band pixel index of buffer column c: pixel0 + c
+        image0 = (y0 * width) * 4  # colour index of the band's first pixel
+        for c in range(box[2], box[3] + 1):
+            q = base + c
+            r0 += dl[4 * q]
+            r1 += dl[4 * q + 1]
+            r2 += dl[4 * q + 2]
+            r3 += dl[4 * q + 3]
+            m0 += dm[2 * q]
+            dl[4 * q] = dl[4 * q + 1] = dl[4 * q + 2] = dl[4 * q + 3] = 0.0
+            dm[2 * q] = 0.0
+            if has_fill:
+                m1 += dm[2 * q + 1]
+                dm[2 * q + 1] = 0.0
+            x = c - pad
+            if 0 <= x < width:
+                p = pixel0 + c
+                _composite_pixel(colour, occluded, behind_fill, image0 + 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _composite_pixel(colour, occluded, behind_fill, ci, p, r0, r1, r2, r3, m0, m1, has_fill):
+    """One pixel of one group: ``ci`` its flat colour index, ``p`` its flat band index. (No
+    data-dependent branches: they cost more than the arithmetic they would skip.)"""
+    seen = min(max(np.float32(1.0) - occluded[p], np.float32(0.0)), np.float32(1.0)) * behind_fill[p]
+    colour[ci] += max(r0, np.float32(0.0)) * seen
+    colour[ci + 1] += max(r1, np.float32(0.0)) * seen
+    colour[ci + 2] += max(r2, np.float32(0.0)) * seen
+    colour[ci + 3] += max(r3, np.float32(0.0)) * seen
+    occluded[p] += max(m0, np.float32(0.0))
+    if has_fill:
+        behind_fill[p] *= np.float32(1.0) - max(m1, np.float32(0.0))
+
+
+@njit(cache=True, nogil=True)
+def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride, has_fill, colour, occluded, behind_fill):
+    """Read the coarse group back at the band's pixels as OpenCV's 2x bilinear upsampling
+    (INTER_LINEAR: pixel centres aligned, edges clamped) of its running sums, and composite.
+
+    Interpolation is linear, so it is applied to the row differences: two coarse rows are blended
+    vertically, and along the row the running sum ``v[k]`` (coarse cell k) gives the pixels
+    between cells k and k + 1 as ``v[k] + 0.25 d[k + 1]`` and ``v[k] + 0.75 d[k + 1]``. The
+    difference buffers are cleared afterwards."""
+    if box[0] > box[1]:
+        return
+    cheight = (height + 1) // 2
+    cwidth = (width + 1) // 2
+    ca = max(box[2], cpad)  # first buffer column inside the image; earlier ones only add up
+    cb = min(box[3], cpad + cwidth - 1)
+    q1 = np.float32(0.25)
+    q3 = np.float32(0.75)
+    for row in range(rows):
+        y = y0 + row
+        ky, wy0, wy1 = _taps(y, cheight)
+        r0 = ky - cy0
+        r1 = min(ky + 1, cheight - 1) - cy0
+        if max(r0, r1) < box[0] or min(r0, r1) > box[1]:
+            continue
+        b0 = r0 * cstride
+        b1 = r1 * cstride
+        v0 = v1 = v2 = v3 = v4 = v5 = np.float32(0.0)
+        # Columns left of the image only feed the running sum.
+        for c in range(box[2], ca):
+            v0 += wy0 * cdl[4 * (b0 + c)] + wy1 * cdl[4 * (b1 + c)]
+            v1 += wy0 * cdl[4 * (b0 + c) + 1] + wy1 * cdl[4 * (b1 + c) + 1]
+            v2 += wy0 * cdl[4 * (b0 + c) + 2] + wy1 * cdl[4 * (b1 + c) + 2]
+            v3 += wy0 * cdl[4 * (b0 + c) + 3] + wy1 * cdl[4 * (b1 + c) + 3]
+            v4 += wy0 * cdm[2 * (b0 + c)] + wy1 * cdm[2 * (b1 + c)]
+            v5 += wy0 * cdm[2 * (b0 + c) + 1] + wy1 * cdm[2 * (b1 + c) + 1]
+        image0 = y * width
+        band0 = row * width
+        k0 = ca - cpad
+        k1 = cb - cpad  # cells k0 .. k1 hold differences; pixels up to 2 k1 + 1 can be non-zero
+        for k in range(k0, k1 + 1):
+            c = k + cpad
+            i4 = 4 * (b0 + c)
+            j4 = 4 * (b1 + c)
+            i2 = 2 * (b0 + c)
+            j2 = 2 * (b1 + c)
+            d0 = wy0 * cdl[i4] + wy1 * cdl[j4]
+            d1 = wy0 * cdl[i4 + 1] + wy1 * cdl[j4 + 1]
+            d2 = wy0 * cdl[i4 + 2] + wy1 * cdl[j4 + 2]
+            d3 = wy0 * cdl[i4 + 3] + wy1 * cdl[j4 + 3]
+            d4 = wy0 * cdm[i2] + wy1 * cdm[j2]
+            d5 = wy0 * cdm[i2 + 1] + wy1 * cdm[j2 + 1]
+            if k > 0:  # pixel 2k - 1: v[k - 1] + d[k] / 4
+                x = 2 * k - 1
+                _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+                                 v0 + q1 * d0, v1 + q1 * d1, v2 + q1 * d2, v3 + q1 * d3, v4 + q1 * d4, v5 + q1 * d5, has_fill)  # fmt: skip
+            v0 += d0
+            v1 += d1
+            v2 += d2
+            v3 += d3
+            v4 += d4
+            v5 += d5
+            # pixel 2k: v[k] - d[k] / 4 (pixel 0 is clamped to cell 0)
+            f = q1 if k > 0 else np.float32(0.0)
+            x = 2 * k
+            _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+                             v0 - f * d0, v1 - f * d1, v2 - f * d2, v3 - f * d3, v4 - f * d4, v5 - f * d5, has_fill)  # fmt: skip
+        # Pixel 2 k1 + 1: v[k1] + d[k1 + 1] / 4 (or v[k1] clamped at the last cell).
+        x = 2 * k1 + 1
+        if x < width:
+            f = q1 if k1 + 1 < cwidth and cb + 1 <= box[3] else np.float32(0.0)
+            c = cb + 1
+            d0 = d1 = d2 = d3 = d4 = d5 = np.float32(0.0)
+            if f != 0:
+                i4 = 4 * (b0 + c)
+                j4 = 4 * (b1 + c)
+                i2 = 2 * (b0 + c)
+                j2 = 2 * (b1 + c)
+                d0 = wy0 * cdl[i4] + wy1 * cdl[j4]
+                d1 = wy0 * cdl[i4 + 1] + wy1 * cdl[j4 + 1]
+                d2 = wy0 * cdl[i4 + 2] + wy1 * cdl[j4 + 2]
+                d3 = wy0 * cdl[i4 + 3] + wy1 * cdl[j4 + 3]
+                d4 = wy0 * cdm[i2] + wy1 * cdm[j2]
+                d5 = wy0 * cdm[i2 + 1] + wy1 * cdm[j2 + 1]
+            _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+                             v0 + f * d0, v1 + f * d1, v2 + f * d2, v3 + f * d3, v4 + f * d4, v5 + f * d5, has_fill)  # fmt: skip
+    for row in range(box[0], box[1] + 1):
+        base = row * cstride
+        cdl[4 * (base + box[2]) : 4 * (base + box[3] + 1)] = 0.0
+        cdm[2 * (base + box[2]) : 2 * (base + box[3] + 1)] = 0.0
+
+
+def _column_taps(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel column: the coarse cell on its left and the weight of the one on its right."""
+    k = np.empty(width, np.int32)
+    w = np.empty(width, np.float32)
+    for x in range(width):
+        k[x], _, w[x] = _taps(x, (width + 1) // 2)
+    return k, w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taps(i, n):
+    """Coarse index and weights of fine pixel ``i`` for a 2x bilinear upsampling of ``n`` cells:
+    the fine centre sits at coarse coordinate i / 2 - 0.25; clamped at both ends."""
+    k = (i - 1) // 2 if i % 2 == 0 else i // 2
+    w1 = np.float32(0.75) if i % 2 == 0 else np.float32(0.25)
+    if k < 0:
+        return 0, np.float32(1.0), np.float32(0.0)
+    if k >= n - 1:
+        return n - 1, np.float32(1.0), np.float32(0.0)
+    return k, np.float32(1.0) - w1, w1

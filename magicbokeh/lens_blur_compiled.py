@@ -18,6 +18,7 @@ computed by one thread, so the result does not depend on the thread count.
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -54,12 +55,12 @@ def composite_layers(
     lower = np.ascontiguousarray(layers.lower, dtype=np.int32)
     height, width = lower.shape
     first, last = layers.first, layers.last
-    buckets, bucket_start = row_buckets(lower, first, last - first)
-    extra_x, extra_start = occlusion_extras(lower, layers.occlusion_bits, first, last - first + 1)
+    buckets, bucket_start = row_buckets(lower, first, last - first, threads)
+    extra_x, extra_start = occlusion_extras(lower, layers.occlusion_bits, first, last - first + 1, threads)
     groups = composite_groups(first, last, half_res_radius_px, layers.fills)
-    table = _KernelTable(aperture, groups, half_res_radius_px, width)
+    table = _kernel_table(aperture, tuple(map(tuple, groups)), half_res_radius_px, width)
+    group_fill = np.asarray([any(L in layers.fills for L in g) for g in groups], np.bool_)
     fill_ptr, fill_x, fill_v = _fill_rows(layers, first, last, height)
-    table.group_fill[:] = [any(L in layers.fills for L in g) for g in groups]
     colour = np.zeros((height, width, 4), np.float32)
     flat_colour = colour.reshape(-1)
     local = threading.local()
@@ -72,7 +73,7 @@ def composite_layers(
         _render_band(
             y0, y1, lower, layers.frac, layers.linear, layers.occlusion_bits, buckets, bucket_start,
             extra_x, extra_start, first, table.layer, table.group_start, table.group_coarse,
-            table.group_fill, table.half, table.row_start, table.offset, table.value,
+            group_fill, table.half, table.row_start, table.offset, table.value,
             fill_ptr, fill_x, fill_v, flat_colour, *scratch.arrays,
         )  # fmt: skip
         if finish is not None:
@@ -94,13 +95,19 @@ def composite_layers(
     return colour
 
 
+@lru_cache(maxsize=8)
+def _kernel_table(aperture: Aperture, groups: tuple[tuple[int, ...], ...], half_res_radius_px: float, width: int) -> "_KernelTable":
+    """The (read-only) table of a render setting, kept for the next render with the same one."""
+    return _KernelTable(aperture, [list(g) for g in groups], half_res_radius_px, width)
+
+
 class _KernelTable:
     """Row differences of every layer's kernel, flattened for the compiled code.
 
     Per layer (in compositing order): its radius ``layer``, kernel half size ``half``, and per
     kernel row the slice ``row_start[i, ky] : row_start[i, ky + 1]`` of taps, each an ``offset``
     into the band's flat difference buffer (row stride included) and a ``value``. Per group: its
-    first layer (``group_start``), whether it is on the coarse grid, whether any layer has a fill.
+    first layer (``group_start``) and whether it is on the coarse grid.
     """
 
     def __init__(self, aperture: Aperture, groups: list[list[int]], half_res_radius_px: float, width: int) -> None:
@@ -141,7 +148,6 @@ class _KernelTable:
         self.value = np.concatenate(values).astype(np.float32)
         self.group_start = np.cumsum([0] + [len(g) for g in groups]).astype(np.int32)
         self.group_coarse = np.asarray(coarse_flags, np.bool_)
-        self.group_fill = np.zeros(len(groups), np.bool_)  # set once the fills are known
         self.groups = groups
 
 

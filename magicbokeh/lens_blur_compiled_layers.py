@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .lens_blur_fill import _EDGE_TIE_PX, edge_distance
+from .lens_blur_fill import _EDGE_TIE_PX
 from .lens_blur_layers import JUMP_LAYERS, LayerRules, for_row_blocks
 
 
@@ -26,8 +26,7 @@ def _bits(lower: np.ndarray, threads: int) -> np.ndarray:
     return bits
 
 
-def _band(radius, layer, edge_idx, box, edge_dist, nearer_than) -> np.ndarray:
-    dist = edge_distance(edge_idx, radius.shape[1], box)
+def _band(radius, layer, dist, box, edge_dist, nearer_than) -> tuple[np.ndarray, np.ndarray]:
     return hidden_band_box(radius, dist, edge_dist, *box, abs(layer) + 2.0, float(nearer_than), _EDGE_TIE_PX)
 
 
@@ -89,72 +88,88 @@ def layer_light_box(lower, frac, linear, layer, y0, y1, x0, x1):
 
 @njit(cache=True, nogil=True)
 def hidden_band_box(radius, dist, edge_dist, y0, y1, x0, x1, reach_extra, nearer_than, tie):
-    """Compiled twin of :func:`magicbokeh.lens_blur_fill.hidden_band` for a box inside the photo,
-    given the distances ``dist`` to the layer's edge: the (h, w) float32 0/1 band; ``edge_dist``
-    is updated in place."""
-    band = np.zeros((y1 - y0, x1 - x0), np.float32)
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.hidden_band` for a box inside the photo:
+    the band's pixels (rows, columns in the box, row-major); ``edge_dist`` is updated in place."""
     extra = np.float32(reach_extra)
     slack = np.float32(tie)
+    ys = np.empty((y1 - y0) * (x1 - x0), np.int64)
+    xs = np.empty((y1 - y0) * (x1 - x0), np.int64)
+    n = 0
     for y in range(y0, y1):
         for x in range(x0, x1):
             d = dist[y - y0, x - x0]
             r = radius[y, x]
             closest = edge_dist[y, x]
             if r >= nearer_than and d <= abs(r) + extra and d <= closest + slack:
-                band[y - y0, x - x0] = 1.0
+                ys[n] = y - y0
+                xs[n] = x - x0
+                n += 1
             if d < closest:
                 edge_dist[y, x] = d
-    return band
+    return ys[:n].copy(), xs[:n].copy()
 
 
-@njit(cache=True, nogil=True)
-def row_buckets(lower: np.ndarray, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def row_buckets(lower: np.ndarray, first: int, n: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per row, its columns sorted by ``lower - first`` (0 .. n - 1), and where each value starts:
     columns of value v in row y are ``order[y, start[y, v] : start[y, v + 1]]``."""
     h, w = lower.shape
     order = np.empty((h, w), np.int32)
     start = np.zeros((h, n + 1), np.int32)
-    fill = np.empty(n + 1, np.int32)
-    for y in range(h):
-        for x in range(w):
-            start[y, lower[y, x] - first + 1] += 1
-        for v in range(n):
-            start[y, v + 1] += start[y, v]
-        fill[:] = start[y]
-        for x in range(w):
-            v = lower[y, x] - first
-            order[y, fill[v]] = x
-            fill[v] += 1
+    for_row_blocks(lambda y0, y1: _row_buckets(lower, first, n, order, start, y0, y1), h, threads)
     return order, start
 
 
 @njit(cache=True, nogil=True)
-def occlusion_extras(lower: np.ndarray, bits: np.ndarray, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _row_buckets(lower, first, n, order, start, y0, y1):
+    fill = np.empty(n + 1, np.int32)
+    for y in range(y0, y1):
+        for x in range(lower.shape[1]):
+            start[y, lower[y, x] - first + 1] += 1
+        for v in range(n):
+            start[y, v + 1] += start[y, v]
+        fill[:] = start[y]
+        for x in range(lower.shape[1]):
+            v = lower[y, x] - first
+            order[y, fill[v]] = x
+            fill[v] += 1
+
+
+def occlusion_extras(lower: np.ndarray, bits: np.ndarray, first: int, n: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Pixels that occlude in a layer other than their own two (the widening of the occlusion into
     neighbouring layers), per row sorted by that layer: columns ``x[start[y, L - first] :
     start[y, L - first + 1]]``. A pixel's own layer and the one above are read from the buckets."""
-    h, w = lower.shape
+    h = lower.shape[0]
     start = np.zeros((h, n + 1), np.int64)
-    for y in range(h):
-        for x in range(w):
-            b = bits[y, x]
+    for_row_blocks(lambda y0, y1: _count_extras(lower, bits, first, start, y0, y1), h, threads)
+    flat = start.reshape(-1)
+    np.cumsum(flat, out=flat)  # row y's slice of layer v: start[y, v] .. start[y, v + 1]
+    out = np.empty(int(flat[-1]), np.int32)
+    for_row_blocks(lambda y0, y1: _list_extras(lower, bits, first, start, out, y0, y1), h, threads)
+    return out, start
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _extra(d, b):
+    return (d < 0 or d > 1) and (b >> (d + JUMP_LAYERS)) & 1
+
+
+@njit(cache=True, nogil=True)
+def _count_extras(lower, bits, first, start, y0, y1):
+    for y in range(y0, y1):
+        for x in range(lower.shape[1]):
             for d in range(-JUMP_LAYERS, JUMP_LAYERS + 1):
-                if (d < 0 or d > 1) and (b >> (d + JUMP_LAYERS)) & 1:
+                if _extra(d, bits[y, x]):
                     start[y, lower[y, x] + d - first + 1] += 1
-    flat = start.ravel()
-    for i in range(1, flat.size):
-        flat[i] += flat[i - 1]
-    out = np.empty(flat[-1], np.int32)
-    fill = np.empty(n + 1, np.int64)
-    for y in range(h):
+
+
+@njit(cache=True, nogil=True)
+def _list_extras(lower, bits, first, start, out, y0, y1):
+    fill = np.empty(start.shape[1], np.int64)
+    for y in range(y0, y1):
         fill[:] = start[y]
-        for x in range(w):
-            b = bits[y, x]
+        for x in range(lower.shape[1]):
             for d in range(-JUMP_LAYERS, JUMP_LAYERS + 1):
-                if (d < 0 or d > 1) and (b >> (d + JUMP_LAYERS)) & 1:
+                if _extra(d, bits[y, x]):
                     v = lower[y, x] + d - first
                     out[fill[v]] = x
                     fill[v] += 1
-    # Row y's slice of layer v: start[y, v] .. start[y, v + 1] (the flat prefix sum runs across
-    # rows, so start[y, n] == start[y + 1, 0]).
-    return out, start

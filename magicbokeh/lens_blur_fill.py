@@ -27,16 +27,18 @@ def far_side_of_edges(radius: np.ndarray) -> np.ndarray | None:
 def hidden_band(
     radius: np.ndarray,
     layer: int,
-    edge_idx: np.ndarray,
+    dist: np.ndarray,
     box: tuple[int, int, int, int],
     edge_dist: np.ndarray,
     nearer_than: float,
-) -> np.ndarray:
-    """Where a layer's surface is taken to continue hidden behind nearer pixels, (h, w) float32 0/1.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a layer's surface is taken to continue hidden behind nearer pixels: the band's pixels
+    (rows, columns in ``box``, row-major).
 
     ``box`` = (y0, y1, x0, x1) is a full-resolution box holding the layer's occlusion-edge pixels
-    ``edge_idx`` (flat indices) and all that the band can reach (it may run past the bottom and
-    right image edges). A pixel p is in the band when
+    and all that the band can reach (it may run past the bottom and right image edges); ``dist``
+    (h, w) the distance of its pixels to those edges (:func:`edge_distance`). A pixel p is in the
+    band when
 
     * it hides the layer: its signed radius is >= ``nearer_than`` (pixels occlude only layers a
       few radii behind their own, see :mod:`magicbokeh.lens_blur`);
@@ -50,7 +52,6 @@ def hidden_band(
     """
     height, width = radius.shape
     y0, y1, x0, x1 = box
-    dist = edge_distance(edge_idx, width, box)
     yy1, xx1 = min(y1, height), min(x1, width)
     near = np.full((y1 - y0, x1 - x0), -np.inf, np.float32)  # past the image edge: nothing nearer
     near[: yy1 - y0, : xx1 - x0] = radius[y0:yy1, x0:xx1]
@@ -59,7 +60,7 @@ def hidden_band(
     band = (near >= nearer_than) & (dist <= np.abs(near) + (abs(layer) + 2)) & (dist <= closest + _EDGE_TIE_PX)
     np.minimum(closest, dist, out=closest)
     edge_dist[y0:yy1, x0:xx1] = closest[: yy1 - y0, : xx1 - x0]
-    return band.astype(np.float32)
+    return np.nonzero(band)
 
 
 def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -77,22 +78,21 @@ def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, in
 _EDGE_TIE_PX = 1.5
 
 
-def fill_values(light: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The opaque surface a layer continues with where ``band`` is set, as sparse pixels.
+def fill_values(light: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The opaque surface a layer continues with at the band pixels ``ys``, ``xs``.
 
     ``light`` is the layer's (h, w, 4) premultiplied colour (0-2) and coverage (3) in the band's
-    box; ``band`` (h, w) holds no member pixel of the layer (it is nearer). Returns ``ys``, ``xs``
-    (row-major) and (n, 6) float32 values: the extended premultiplied colour and coverage, 0
+    box; the band holds no member pixel of the layer (it is nearer). Returns (n, 6) float32
+    values: the extended premultiplied colour and coverage, 0
     (members' occlusion), and the fill's own occlusion, kept apart from the members' because the
     fill lies behind nearer pixels whose occlusion already counts (see :mod:`magicbokeh.lens_blur`).
     """
-    ys, xs = np.nonzero(band)
     values = np.zeros((ys.size, 6), np.float32)
     if ys.size:
         filled = _push_pull(np.ascontiguousarray(light))  # opaque: coverage 1
         values[:, :4] = filled[ys, xs]
         values[:, 5] = values[:, 3]
-    return ys, xs, values
+    return values
 
 
 def _push_pull(rgba: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lens_blur_fill import OCCLUSION_JUMP_PX, far_side_of_edges, fill_values, hidden_band
+from .lens_blur_fill import OCCLUSION_JUMP_PX, edge_distance, far_side_of_edges, fill_values, hidden_band
 
 #: A pixel occludes the layers at least this many layers (pixels of blur radius) behind the farther
 #: of its own two layers. 2 (never occlude one's own neighbouring layer) measured 1-3 dB worse
@@ -71,10 +71,12 @@ class Layers:
 
 
 #: Layers blurred on the coarse grid are composited in groups spanning at most this fraction of
-#: their blur radius: a surface occludes only what lies more than ~1/6 of its own blur radius
-#: behind it there (two surfaces blurred by 24 and 27 px look alike either way), and the cost of
-#: compositing grows with the number of groups, not of layers.
-GROUP_RADIUS_FRACTION = 1.0 / 6.0
+#: their blur radius (so at most 1 layer from 4 px on, 2 from 8, 5 from 20 ...): within a group the
+#: layers add their light without occluding each other, and the cost of compositing grows with the
+#: number of groups, not of layers. Layers that lie behind an occlusion edge (those with a
+#: hidden-surface fill) are never grouped, so this merges only layers that nothing in the photo
+#: shows one in front of the other: parts of smooth surfaces, and the near sides of edges.
+GROUP_RADIUS_FRACTION = 0.25
 
 
 def composite_groups(first: int, last: int, half_res_radius_px: float, alone: Collection[int] = ()) -> list[list[int]]:
@@ -154,28 +156,30 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
     height, width = radius.shape
     edge_dist = np.full((height, width), np.inf, np.float32)
     edge_layers = _edge_layers(layers, far_edge.reshape(height, width))
-    def fill(layer: int, box: tuple[int, int, int, int], band: np.ndarray) -> None:
-        ys, xs, values = fill_values(rules.light_box(layers, layer, box), band)
-        if ys.size:
-            layers.fills[layer] = FillItems((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), values)
+    def fill(layer: int, box: tuple[int, int, int, int], ys: np.ndarray, xs: np.ndarray) -> None:
+        values = fill_values(rules.light_box(layers, layer, box), ys, xs)
+        layers.fills[layer] = FillItems((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), values)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, threads))
-    jobs = []
-    # Hidden bands far to near: a hidden point belongs to the nearest edge among the layers done so
-    # far (edge_dist), so the farther layers must come first. Each layer's colours only need its
-    # own band: those run on the pool meanwhile.
-    for layer in sorted(edge_layers):
-        edge = edge_layers[layer]
+    boxes = {}
+    for layer, edge in edge_layers.items():
         # The hidden band reaches |r(p)| + r + 2 px from the edge.
         reach = abs(layer) + max(abs(layer + OCCLUDE_AFTER_LAYERS), abs(layers.last)) + 2
         eys, exs = np.divmod(edge, width)
         box = (max(int(eys.min()) - reach, 0), min(int(eys.max()) + reach + 1, height))
-        box += (max(int(exs.min()) - reach, 0), min(int(exs.max()) + reach + 1, width))
-        band = rules.band(radius, layer, edge, box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
-        jobs.append(pool.submit(fill, layer, box, band))
-    pool.shutdown(wait=True)
-    for job in jobs:
-        job.result()
+        boxes[layer] = box + (max(int(exs.min()) - reach, 0), min(int(exs.max()) + reach + 1, width))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        dists = {layer: pool.submit(edge_distance, edge, width, boxes[layer]) for layer, edge in edge_layers.items()}
+        jobs = []
+        # Hidden bands far to near: a hidden point belongs to the nearest edge among the layers
+        # done so far (edge_dist), so the farther layers must come first. The distances to each
+        # layer's edges, and its colours once its band is known, run on the pool meanwhile.
+        for layer in sorted(edge_layers):
+            box = boxes[layer]
+            ys, xs = rules.band(radius, layer, dists.pop(layer).result(), box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
+            if ys.size:
+                jobs.append(pool.submit(fill, layer, box, ys, xs))
+        for job in jobs:
+            job.result()
 
 
 def _edge_layers(layers: Layers, far_edge: np.ndarray) -> dict[int, np.ndarray]:
@@ -209,7 +213,7 @@ def build_layers(
 class LayerRules:
     """The layer rules as functions, so that compiled twins can stand in for the NumPy ones:
     ``split(radius, threads)`` -> (lower, frac); ``bits(lower, threads)`` -> occlusion bits;
-    ``light_box(layers, layer, box)`` -> :func:`layer_light`; ``band(radius, layer, edge_idx, box,
+    ``light_box(layers, layer, box)`` -> :func:`layer_light`; ``band(radius, layer, dist, box,
     edge_dist, nearer_than)`` -> :func:`~magicbokeh.lens_blur_fill.hidden_band`."""
 
     split: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]

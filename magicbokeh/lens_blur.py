@@ -11,8 +11,7 @@ grid only twice coarser above it, so a bokeh disc keeps a hard rim (50 % to 10 %
   is the summed blurred occlusion of the layers in front of it. Visible pixels partition the image,
   so the occlusions of neighbouring surfaces add up (a product, "over", would let a quarter of the
   background through where two blurred neighbours meet).
-* A pixel occludes once, with full weight, in the farther of its two layers (split in two
-  occlusion steps, an opaque surface would let up to a quarter of what lies behind through).
+* A pixel occludes once, with full weight, in the farther of its two layers.
 * Each occluding mask is widened by one pixel into neighbouring pixels of the same smooth surface
   before blurring: discs of neighbouring radii do not add up to exactly one where two layers meet,
   and the gap would show the hidden-surface fill as a thin ring (the seams of issue #16).
@@ -21,8 +20,11 @@ grid only twice coarser above it, so a bokeh disc keeps a hard rim (50 % to 10 %
   that both the nearer pixel and the hidden surface block).
 
 The accumulated colour is divided by the accumulated coverage, which also normalises image
-borders, so brightness (in linear light) is preserved. Partial occlusion (``fill_hidden``): see
-:mod:`magicbokeh.lens_blur_fill` and docs/classical-occlusion.md.
+borders, so brightness (in linear light) is preserved. The rules live in
+:mod:`magicbokeh.lens_blur_layers` and :mod:`magicbokeh.lens_blur_fill`; the compositing runs in
+:mod:`magicbokeh.lens_blur_compiled` (Numba, cost growing with the blur radius rather than the
+number of layers) or, without Numba, in :mod:`magicbokeh.lens_blur_reference`. See
+docs/classical-occlusion.md.
 """
 
 from __future__ import annotations

@@ -156,17 +156,13 @@ class _Scratch:
 
     def __init__(self, width: int, table: _KernelTable) -> None:
         crows = BAND_ROWS // 2 + 2
-        cw = (width + 1) // 2
         self.arrays = (
             np.zeros(BAND_ROWS * width, np.float32),  # summed occlusion S
             np.ones(BAND_ROWS * width, np.float32),  # light passing the fills F
             np.zeros(BAND_ROWS * table.stride * 4, np.float32),  # light row differences
             np.zeros(BAND_ROWS * table.stride * 2, np.float32),  # occlusion, fill differences
-            np.zeros(crows * table.coarse_stride * 4, np.float32),
+            np.zeros(crows * table.coarse_stride * 4, np.float32),  # the same on the coarse grid
             np.zeros(crows * table.coarse_stride * 2, np.float32),
-            np.zeros(crows * cw * 6, np.float32),  # coarse blurred values
-            np.zeros(cw * 6, np.float32),  # one row of them, interpolated vertically
-            *_column_taps(width),
             np.zeros(width * 4, np.float32),  # one gathered source row: light
             np.zeros(width * 2, np.float32),  # and occlusion, fill
             np.zeros(width, np.int32),  # its touched cells
@@ -314,7 +310,7 @@ def _render_band(
     y0, y1, lower, frac, linear, bits, buckets, bucket_start, extra_x, extra_start, first,
     layer, group_start, group_coarse, group_fill, half, row_start, offset, value,
     fill_ptr, fill_x, fill_v, colour,
-    occluded, behind_fill, dl, dm, cdl, cdm, cval, vrow, tap_k, tap_w, acc4, acc2, touched, is_touched, box,
+    occluded, behind_fill, dl, dm, cdl, cdm, acc4, acc2, touched, is_touched, box,
     pad, stride, cpad, cstride,
 ):  # fmt: skip
     height, width = lower.shape
@@ -438,28 +434,20 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         v0 = v1 = v2 = v3 = v4 = v5 = np.float32(0.0)
         # Columns left of the image only feed the running sum.
         for c in range(box[2], ca):
-            v0 += wy0 * cdl[4 * (b0 + c)] + wy1 * cdl[4 * (b1 + c)]
-            v1 += wy0 * cdl[4 * (b0 + c) + 1] + wy1 * cdl[4 * (b1 + c) + 1]
-            v2 += wy0 * cdl[4 * (b0 + c) + 2] + wy1 * cdl[4 * (b1 + c) + 2]
-            v3 += wy0 * cdl[4 * (b0 + c) + 3] + wy1 * cdl[4 * (b1 + c) + 3]
-            v4 += wy0 * cdm[2 * (b0 + c)] + wy1 * cdm[2 * (b1 + c)]
-            v5 += wy0 * cdm[2 * (b0 + c) + 1] + wy1 * cdm[2 * (b1 + c) + 1]
+            d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
+            v0 += d0
+            v1 += d1
+            v2 += d2
+            v3 += d3
+            v4 += d4
+            v5 += d5
         image0 = y * width
         band0 = row * width
         k0 = ca - cpad
         k1 = cb - cpad  # cells k0 .. k1 hold differences; pixels up to 2 k1 + 1 can be non-zero
         for k in range(k0, k1 + 1):
             c = k + cpad
-            i4 = 4 * (b0 + c)
-            j4 = 4 * (b1 + c)
-            i2 = 2 * (b0 + c)
-            j2 = 2 * (b1 + c)
-            d0 = wy0 * cdl[i4] + wy1 * cdl[j4]
-            d1 = wy0 * cdl[i4 + 1] + wy1 * cdl[j4 + 1]
-            d2 = wy0 * cdl[i4 + 2] + wy1 * cdl[j4 + 2]
-            d3 = wy0 * cdl[i4 + 3] + wy1 * cdl[j4 + 3]
-            d4 = wy0 * cdm[i2] + wy1 * cdm[j2]
-            d5 = wy0 * cdm[i2 + 1] + wy1 * cdm[j2 + 1]
+            d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
             if k > 0:  # pixel 2k - 1: v[k - 1] + d[k] / 4
                 x = 2 * k - 1
                 _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
@@ -482,16 +470,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
             c = cb + 1
             d0 = d1 = d2 = d3 = d4 = d5 = np.float32(0.0)
             if f != 0:
-                i4 = 4 * (b0 + c)
-                j4 = 4 * (b1 + c)
-                i2 = 2 * (b0 + c)
-                j2 = 2 * (b1 + c)
-                d0 = wy0 * cdl[i4] + wy1 * cdl[j4]
-                d1 = wy0 * cdl[i4 + 1] + wy1 * cdl[j4 + 1]
-                d2 = wy0 * cdl[i4 + 2] + wy1 * cdl[j4 + 2]
-                d3 = wy0 * cdl[i4 + 3] + wy1 * cdl[j4 + 3]
-                d4 = wy0 * cdm[i2] + wy1 * cdm[j2]
-                d5 = wy0 * cdm[i2 + 1] + wy1 * cdm[j2 + 1]
+                d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
             _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
                              v0 + f * d0, v1 + f * d1, v2 + f * d2, v3 + f * d3, v4 + f * d4, v5 + f * d5, has_fill)  # fmt: skip
     for row in range(box[0], box[1] + 1):
@@ -500,13 +479,17 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         cdm[2 * (base + box[2]) : 2 * (base + box[3] + 1)] = 0.0
 
 
-def _column_taps(width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel column: the coarse cell on its left and the weight of the one on its right."""
-    k = np.empty(width, np.int32)
-    w = np.empty(width, np.float32)
-    for x in range(width):
-        k[x], _, w[x] = _taps(x, (width + 1) // 2)
-    return k, w
+@njit(cache=True, nogil=True, inline="always")
+def _blend(cdl, cdm, i, j, wy0, wy1):
+    """The row differences of buffer cells ``i`` and ``j`` (two coarse rows) blended vertically."""
+    return (
+        wy0 * cdl[4 * i] + wy1 * cdl[4 * j],
+        wy0 * cdl[4 * i + 1] + wy1 * cdl[4 * j + 1],
+        wy0 * cdl[4 * i + 2] + wy1 * cdl[4 * j + 2],
+        wy0 * cdl[4 * i + 3] + wy1 * cdl[4 * j + 3],
+        wy0 * cdm[2 * i] + wy1 * cdm[2 * j],
+        wy0 * cdm[2 * i + 1] + wy1 * cdm[2 * j + 1],
+    )
 
 
 @njit(cache=True, nogil=True, inline="always")

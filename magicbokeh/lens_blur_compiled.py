@@ -36,6 +36,9 @@ _EMPTY = 1 << 30
 #: A gathered row whose touched cells fill at least 1 / this of its span is scattered tap by tap
 #: as contiguous multiply-adds (vectorised); a sparser one cell by cell.
 _DENSE_ROW_RATIO = 4
+#: Coverage, occlusion and fill below this are round-off of the running sums (a disc's own
+#: smallest tap is ~1e-4 of a pixel's light): such pixels get nothing from the group.
+_NOTHING = np.float32(1e-8)
 
 
 
@@ -386,7 +389,7 @@ def _composite_fine(y0, width, dl, dm, box, pad, stride, has_fill, colour, occlu
                 m1 += dm[2 * q + 1]
                 dm[2 * q + 1] = 0.0
             x = c - pad
-            if 0 <= x < width:
+            if 0 <= x < width and (r3 > _NOTHING or m0 > _NOTHING or m1 > _NOTHING):
                 p = pixel0 + c
                 _composite_pixel(colour, occluded, behind_fill, image0 + 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
 

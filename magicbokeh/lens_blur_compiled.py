@@ -436,10 +436,8 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         return
     cheight = (height + 1) // 2
     cwidth = (width + 1) // 2
-    ca = max(box[2], cpad)  # first buffer column inside the image; earlier ones only add up
     cb = min(box[3], cpad + cwidth - 1)
     q1 = np.float32(0.25)
-    q3 = np.float32(0.75)
     for row in range(rows):
         y = y0 + row
         ky, wy0, wy1 = _taps(y, cheight)
@@ -450,19 +448,12 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         b0 = r0 * cstride
         b1 = r1 * cstride
         v0 = v1 = v2 = v3 = v4 = v5 = np.float32(0.0)
-        # Columns left of the image only feed the running sum.
-        for c in range(box[2], ca):
-            d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
-            v0 += d0
-            v1 += d1
-            v2 += d2
-            v3 += d3
-            v4 += d4
-            v5 += d5
         image0 = y * width
         band0 = row * width
-        k0 = ca - cpad
-        k1 = cb - cpad  # cells k0 .. k1 hold differences; pixels up to 2 k1 + 1 can be non-zero
+        # Cells k0 .. k1 hold differences (those left of the image, k < 0, only feed the running
+        # sum); pixels up to 2 k1 + 1 can be non-zero.
+        k0 = box[2] - cpad
+        k1 = cb - cpad
         for k in range(k0, k1 + 1):
             c = k + cpad
             d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
@@ -476,6 +467,8 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
             v3 += d3
             v4 += d4
             v5 += d5
+            if k < 0:
+                continue
             # pixel 2k: v[k] - d[k] / 4 (pixel 0 is clamped to cell 0)
             f = q1 if k > 0 else np.float32(0.0)
             x = 2 * k

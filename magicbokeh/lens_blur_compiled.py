@@ -286,7 +286,8 @@ def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl
         if acc2[2 * c] != 0 or acc2[2 * c + 1] != 0:
             has_mask = True
             break
-    if _DENSE_ROW_RATIO * n >= span:
+    dense = _DENSE_ROW_RATIO * n >= span
+    if dense:
         for e in range(e0, e1):
             k = value[e]
             d = uint64(4 * (centre0 + lo + offset[e]))
@@ -306,17 +307,28 @@ def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl
             base = centre0 + c
             for e in range(e0, e1):
                 _axpy4(dl, 4 * (base + offset[e]), value[e], acc4, 4 * c)
-            if m0 != 0 or m1 != 0:
+            if m1 != 0:  # a fill cell: both masks
                 for e in range(e0, e1):
                     q = uint64(base + offset[e])
                     k = value[e]
                     dm[uint64(2) * q] += k * m0
                     dm[uint64(2) * q + uint64(1)] += k * m1
-    for t in range(n):
-        c = touched[t]
-        is_touched[c] = False
-    acc4[4 * lo : 4 * (hi + 1)] = 0.0
-    acc2[2 * lo : 2 * (hi + 1)] = 0.0
+            elif m0 != 0:  # most cells: occlusion only
+                for e in range(e0, e1):
+                    dm[uint64(2) * uint64(base + offset[e])] += value[e] * m0
+    if dense:
+        acc4[4 * lo : 4 * (hi + 1)] = 0.0
+        acc2[2 * lo : 2 * (hi + 1)] = 0.0
+        for t in range(n):
+            is_touched[touched[t]] = False
+    else:  # a sparse row: clear its cells, not its whole span
+        for t in range(n):
+            c = touched[t]
+            is_touched[c] = False
+            for ch in range(4):
+                acc4[4 * c + ch] = 0.0
+            acc2[2 * c] = 0.0
+            acc2[2 * c + 1] = 0.0
     box[0] = min(box[0], r0)
     box[1] = max(box[1], r1)
     box[2] = min(box[2], lo)

@@ -26,7 +26,9 @@ from .lens_blur_fill import OCCLUSION_JUMP_PX, edge_distance, far_side_of_edges,
 
 #: A pixel occludes the layers at least this many layers (pixels of blur radius) behind the farther
 #: of its own two layers. 2 (never occlude one's own neighbouring layer) measured 1-3 dB worse
-#: near occlusion edges against the ray tracer than 1, with the same seam residual.
+#: near occlusion edges against the ray tracer than 1, with the same seam residual. Both
+#: compositors apply a group's occlusion to every group behind it, which is this value 1; the
+#: constant also sets which pixels hide a layer in the fill's band rule.
 OCCLUDE_AFTER_LAYERS = 1
 
 # The occlusion rule below is exact for an integer jump: radius r lies within J px of [L, L + 1)

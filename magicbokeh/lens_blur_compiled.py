@@ -18,9 +18,9 @@ computed by one thread, so the result does not depend on the thread count.
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import lru_cache
 
 import numpy as np
 from llvmlite import ir
@@ -34,16 +34,13 @@ from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups
 #: Rows per band. Even, so bands start on the coarse grid; tall enough that the pixels within a
 #: kernel's reach above and below are not revisited too often.
 BAND_ROWS = 64
-_EMPTY = 1 << 30
+_EMPTY = 1 << 30  # an empty touched box starts at this column
 #: A gathered row whose touched cells fill at least 1 / this of its span is scattered tap by tap
 #: as contiguous multiply-adds (vectorised); a sparser one cell by cell.
 _DENSE_ROW_RATIO = 4
 #: Coverage, occlusion and fill below this are round-off of the running sums (a disc's own
 #: smallest tap is ~1e-4 of a pixel's light): such pixels get nothing from the group.
 _NOTHING = np.float32(1e-8)
-
-
-
 
 
 def composite_layers(
@@ -153,7 +150,6 @@ class _KernelTable:
         self.value = np.concatenate(values).astype(np.float32)
         self.group_start = np.cumsum([0] + [len(g) for g in groups]).astype(np.int32)
         self.group_coarse = np.asarray(coarse_flags, np.bool_)
-        self.groups = groups
 
 
 class _Scratch:
@@ -201,6 +197,9 @@ def _fill_rows(layers: Layers, first: int, last: int, height: int) -> tuple[np.n
 def _axpy4(typingctx, dst, i, k, src, j):
     """``dst[i : i + 4] += k * src[j : j + 4]`` (float32 arrays) as one 4-lane load, multiply, add
     and store: the same arithmetic as four scalar updates, which Numba does not vectorise."""
+    flat = (isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C" for a in (dst, src))
+    if not all(flat):
+        return None  # only for the flat float32 buffers of this module
     signature = types.void(dst, i, k, src, j)
 
     def codegen(context, builder, sig, args):

@@ -36,8 +36,7 @@ def composite_layers(layers: Layers, aperture: Aperture, half_res_radius_px: flo
     for group in composite_groups(layers.first, layers.last, half_res_radius_px, layers.fills):
         light = np.zeros((height, width, 4), np.float32)
         masks = np.zeros((height, width, 2), np.float32)
-        for layer in group:
-            radius = abs(group[0]) if abs(group[0]) >= half_res_radius_px else abs(layer)
+        for layer in group:  # a group is all on one grid: blur() picks it from the radius
             layer_masks = np.zeros((height, width, 2), np.float32)
             layer_masks[..., 0] = layer_occlusion(layers, layer)
             layer_light_ = layer_light(layers, layer)
@@ -45,9 +44,8 @@ def composite_layers(layers: Layers, aperture: Aperture, half_res_radius_px: flo
             if fill is not None:
                 layer_light_[fill.ys, fill.xs] += fill.values[:, :4]
                 layer_masks[fill.ys, fill.xs, 1] += fill.values[:, 5]
-            coarse = radius >= half_res_radius_px
-            light += blur(layer_light_, abs(layer), aperture, half_res_radius_px, coarse=coarse)
-            masks += blur(layer_masks, abs(layer), aperture, half_res_radius_px, coarse=coarse)
+            light += blur(layer_light_, abs(layer), aperture, half_res_radius_px)
+            masks += blur(layer_masks, abs(layer), aperture, half_res_radius_px)
         seen = np.clip(np.float32(1.0) - occluded, 0.0, 1.0) * behind_fill
         colour += light * seen[..., None]
         occluded += masks[..., 0]
@@ -55,13 +53,13 @@ def composite_layers(layers: Layers, aperture: Aperture, half_res_radius_px: flo
     return colour
 
 
-def blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: float, *, coarse: bool | None = None) -> np.ndarray:
+def blur(planes: np.ndarray, r: int, aperture: Aperture, half_res_radius_px: float) -> np.ndarray:
     """Aperture blur of radius ``r`` px of (h, w, c) float32 ``planes`` (zero outside), same shape.
 
-    On the coarse grid (default: from ``half_res_radius_px`` on): 2 x 2 average (an odd size padded
+    From ``half_res_radius_px`` on, on a grid twice coarser: 2 x 2 average (an odd size padded
     with zeros), the kernel of radius r / 2, and OpenCV's bilinear 2x upsampling back.
     """
-    if not (r >= half_res_radius_px if coarse is None else coarse):
+    if r < half_res_radius_px:
         return _filter(planes, aperture.kernel(float(r)))
     h, w = planes.shape[:2]
     he, we = h + (h & 1), w + (w & 1)

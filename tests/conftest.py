@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = REPO.parent / "shared" / "testdata" / "official-magicbokeh"
+LDF_OFFICIAL = REPO.parent / "shared" / "testdata" / "ldf-official"
 
 
 @pytest.fixture
@@ -21,6 +22,25 @@ def official_data() -> Path:
     if not (OFFICIAL / "inputs").is_dir():
         pytest.skip("../shared/testdata/official-magicbokeh is not present in this checkout")
     return OFFICIAL
+
+
+@pytest.fixture
+def ldf_official() -> Path:
+    """Outputs of the official LDF code on formula weights; skips when ../shared is absent."""
+    if not (LDF_OFFICIAL / "ldf_keys.json").is_file():
+        pytest.skip("../shared/testdata/ldf-official is not present in this checkout")
+    return LDF_OFFICIAL
+
+
+def ldf_formula_state(folder: Path):
+    """The official-format LDF state dict of the formula weights in ``folder`` (its own script)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("ldf_weights_formula", folder / "weights_formula.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.ldf_state_dict(json.loads((folder / "ldf_keys.json").read_text()))
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +54,18 @@ def _fresh_depth_cache():
 
 @pytest.fixture
 def isolated_subject_models(tmp_path, monkeypatch):
-    """A private converted-weights cache, no configured saliency model, and empty LDF/SAM model caches."""
-    from magicbokeh.subject import ldf, sam
+    """A private converted-weights cache, no configured saliency model, and empty LDF/SAM model and
+    subject-mask caches."""
+    from magicbokeh.subject import ldf, render_focus, sam
 
     monkeypatch.setenv("MAGICBOKEH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
-    ldf._MODELS.clear()
-    sam._SEGMENTERS.clear()
+    caches = (ldf._MODELS, sam._SEGMENTERS, render_focus._cache)
+    for cache in caches:
+        cache.clear()
     yield
-    ldf._MODELS.clear()
-    sam._SEGMENTERS.clear()
+    for cache in caches:
+        cache.clear()
 
 
 def textured(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -27,14 +27,7 @@ def tiny_sam(tmp_path_factory) -> str:
     return _build_tiny_sam(tmp_path_factory.mktemp("tiny-sam"))
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
-    monkeypatch.delenv("MAGICBOKEH_SALIENCY_MODEL", raising=False)
-    sam._SEGMENTERS.clear()
-    render_focus._cache.clear()
-    yield
-    sam._SEGMENTERS.clear()
-    render_focus._cache.clear()
+pytestmark = pytest.mark.usefixtures("isolated_subject_models")
 
 
 def _photo_file(tmp_path) -> str:

@@ -6,7 +6,6 @@ formula weights) and skip cleanly without it; the loader tests build state dicts
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,28 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ldf_formula_state
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.subject import ldf
 from magicbokeh.subject.ldf_net import LDF
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ldf-official"
-
-
-@pytest.fixture
-def official() -> Path:
-    if not (SHARED / "ldf_keys.json").is_file():
-        pytest.skip("../shared/testdata/ldf-official is not present in this checkout")
-    return SHARED
-
-
 pytestmark = pytest.mark.usefixtures("isolated_subject_models")
-
-
-def _formula_state(folder: Path) -> dict[str, torch.Tensor]:
-    spec = importlib.util.spec_from_file_location("ldf_weights_formula", folder / "weights_formula.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.ldf_state_dict(json.loads((folder / "ldf_keys.json").read_text()))
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -50,8 +33,8 @@ def _read_png(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def test_key_names_and_shapes_match_the_official_checkpoint(official):
-    keys = json.loads((official / "ldf_keys.json").read_text())
+def test_key_names_and_shapes_match_the_official_checkpoint(ldf_official):
+    keys = json.loads((ldf_official / "ldf_keys.json").read_text())
     ours = {k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in LDF().state_dict().items()}
     theirs = {name: (tuple(shape), dtype) for name, shape, dtype in keys}
     assert ours == theirs
@@ -60,10 +43,10 @@ def test_key_names_and_shapes_match_the_official_checkpoint(official):
     assert sum(p.numel() for p in LDF().parameters()) == 25_150_147
 
 
-def test_logits_match_the_official_code(official):
+def test_logits_match_the_official_code(ldf_official):
     net = LDF().eval()
-    net.load_state_dict(_formula_state(official), strict=True)
-    data = np.load(official / "official_logits.npz")
+    net.load_state_dict(ldf_formula_state(ldf_official), strict=True)
+    data = np.load(ldf_official / "official_logits.npz")
     with torch.inference_mode():
         all_six = net(torch.from_numpy(data["x352"]))
         fused2 = net.fused2(torch.from_numpy(data["x352"]))
@@ -78,25 +61,25 @@ def test_logits_match_the_official_code(official):
     assert torch.equal(fused2, all_six[5])
 
 
-def test_a_wrong_layer_is_detected(official):
+def test_a_wrong_layer_is_detected(ldf_official):
     """The tolerance above is meaningful: one BatchNorm shifted by 1 % breaks it."""
-    state = _formula_state(official)
+    state = ldf_formula_state(ldf_official)
     state["decoderb.bn3.weight"] = state["decoderb.bn3.weight"] * 1.01
     net = LDF().eval()
     net.load_state_dict(state, strict=True)
-    data = np.load(official / "official_logits.npz")
+    data = np.load(ldf_official / "official_logits.npz")
     with torch.inference_mode():
         ours = net.fused2(torch.from_numpy(data["x352"]))[0, 0].numpy()
     assert np.abs(ours - data["out2"]).max() > 2e-4 * np.abs(data["out2"]).max()
 
 
-def test_photo_mask_matches_prepare_data(official, tmp_path):
+def test_photo_mask_matches_prepare_data(ldf_official, tmp_path):
     # Through the real loading path: an official-format .pth -> safetensors cache -> network.
     pth = tmp_path / "model-40"
-    torch.save(_formula_state(official), pth)
+    torch.save(ldf_formula_state(ldf_official), pth)
     net = ldf.load_ldf(pth)
-    photo = _read_png(official / "photo_300x460.png")[..., :3]
-    ref = _read_png(official / "official_photo_300x460.png")
+    photo = _read_png(ldf_official / "photo_300x460.png")[..., :3]
+    ref = _read_png(ldf_official / "official_photo_300x460.png")
     mask = ldf.saliency_mask(net, photo)
     assert mask.dtype == np.uint8 and mask.shape == ref.shape == photo.shape[:2]
     diff = np.abs(mask.astype(np.int16) - ref.astype(np.int16))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import ldf_formula_state
 from magicbokeh.errors import MagicBokehError
 from magicbokeh.subject.auto_focus import auto_focus
 from magicbokeh.subject.defocus import subject_defocus, subject_weight
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ldf-official"
 K = 32.0
 FAR = 0.1
 
@@ -97,17 +93,12 @@ def test_auto_focus_with_a_missing_model_is_a_clear_error(tmp_path, monkeypatch)
         auto_focus(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32))
 
 
-def test_auto_focus_applies_the_official_rule_to_the_official_mask(tmp_path):
-    if not (SHARED / "ldf_keys.json").is_file():
-        pytest.skip("../shared/testdata/ldf-official is not present in this checkout")
+def test_auto_focus_applies_the_official_rule_to_the_official_mask(tmp_path, ldf_official):
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("ldf_weights_formula", SHARED / "weights_formula.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.save(mod.ldf_state_dict(json.loads((SHARED / "ldf_keys.json").read_text())), tmp_path / "model-40")
-    photo = np.asarray(Image.open(SHARED / "photo_300x460.png").convert("RGB"))
-    official_mask = np.asarray(Image.open(SHARED / "official_photo_300x460.png"))
+    torch.save(ldf_formula_state(ldf_official), tmp_path / "model-40")
+    photo = np.asarray(Image.open(ldf_official / "photo_300x460.png").convert("RGB"))
+    official_mask = np.asarray(Image.open(ldf_official / "official_photo_300x460.png"))
     h, w = official_mask.shape
     disparity = (np.add.outer(np.arange(h) * 0.7, np.arange(w) * 1.3) % 97 / 97).astype(np.float32)
     res = auto_focus(photo, disparity, saliency_model=tmp_path / "model-40")

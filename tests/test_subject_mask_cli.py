@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ldf_formula_state
 from magicbokeh.cli import main
 from magicbokeh.subject import sam
 from magicbokeh.subject.ldf_net import LDF
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ldf-official"
 
 
 pytestmark = pytest.mark.usefixtures("isolated_subject_models")
@@ -28,18 +27,13 @@ def _photo(tmp_path: Path) -> Path:
     return p
 
 
-def test_mask_matches_the_official_prepare_data_output(tmp_path):
-    if not (SHARED / "ldf_keys.json").is_file():
-        pytest.skip("../shared/testdata/ldf-official is not present in this checkout")
-    spec = importlib.util.spec_from_file_location("ldf_weights_formula", SHARED / "weights_formula.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_mask_matches_the_official_prepare_data_output(tmp_path, ldf_official):
     pth = tmp_path / "model-40"
-    torch.save(mod.ldf_state_dict(json.loads((SHARED / "ldf_keys.json").read_text())), pth)
+    torch.save(ldf_formula_state(ldf_official), pth)
     out = tmp_path / "mask.png"
-    assert main(["mask", str(SHARED / "photo_300x460.png"), "-o", str(out), "--saliency-model", str(pth), "-q"]) == 0
+    assert main(["mask", str(ldf_official / "photo_300x460.png"), "-o", str(out), "--saliency-model", str(pth), "-q"]) == 0
     ours = np.asarray(Image.open(out))
-    ref = np.asarray(Image.open(SHARED / "official_photo_300x460.png"))
+    ref = np.asarray(Image.open(ldf_official / "official_photo_300x460.png"))
     assert ours.dtype == np.uint8 and ours.shape == ref.shape
     assert np.mean(np.abs(ours.astype(int) - ref.astype(int)) <= 1) >= 0.995
 

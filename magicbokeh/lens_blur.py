@@ -145,7 +145,13 @@ def render_lens_blur(
         signed_coc_radius_px(disparity, focus_disparity, k, focal_range=focal_range), dtype=np.float32
     )
     n_threads = max(1, int(threads if threads is not None else cv2.getNumThreads()))
-    linear = srgb_to_linear_fast(image, threads=n_threads if engine == "compiled" else 1)
+    if engine == "compiled":
+        from .lens_blur_compiled_colour import decode_rows, finish_rows
+
+        linear = np.empty_like(image)
+        for_row_blocks(lambda y0, y1: decode_rows(image, linear, y0, y1), image.shape[0], n_threads)
+    else:
+        linear = srgb_to_linear_fast(image)
     if highlight_boost:
         linear *= highlight_gain(
             image, radius / np.float32(k), threshold=highlight_threshold, ratio=highlight_ratio
@@ -161,7 +167,7 @@ def render_lens_blur(
         # Each band is encoded by the thread that composited it, while it is still in cache.
         composite_layers(
             layers, aperture, half_res_radius_px, threads=n_threads, progress=report,
-            finish=lambda rows, colour: _finish(colour, linear[rows], out[rows]),
+            finish=lambda rows, colour: finish_rows(colour, linear[rows], out[rows]),
         )  # fmt: skip
         return out
     from .lens_blur_reference import composite_layers as composite_reference
@@ -172,29 +178,15 @@ def render_lens_blur(
     return _finish(colour, linear)
 
 
-def srgb_to_linear_fast(rgb: np.ndarray, *, threads: int = 1) -> np.ndarray:
-    """:func:`colour.srgb_to_linear` (same curve, float32), with OpenCV's vectorised power, on
-    ``threads`` threads."""
+def srgb_to_linear_fast(rgb: np.ndarray) -> np.ndarray:
+    """:func:`colour.srgb_to_linear` (same curve, float32) with OpenCV's vectorised power (the
+    reference path; :func:`magicbokeh.lens_blur_compiled_colour.decode_rows` is its twin)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     out = np.empty_like(rgb)
-
-    def rows(y0: int, y1: int) -> None:
-        for chunk in _row_chunks(y1 - y0):
-            part = rgb[y0:y1][chunk]
-            dst = out[y0:y1][chunk]
-            cv2.pow((part + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4, dst=dst)
-            np.copyto(dst, part * np.float32(1.0 / 12.92), where=part <= np.float32(0.04045))
-
-    for_row_blocks(rows, rgb.shape[0], threads)
-    return out
-
-
-def linear_to_srgb_fast(linear: np.ndarray) -> np.ndarray:
-    """:func:`colour.linear_to_srgb` (same curve, clipped to [0, 1]) with OpenCV's vectorised power."""
-    linear = np.ascontiguousarray(linear, dtype=np.float32)
-    out = np.empty_like(linear)
-    for rows in _row_chunks(linear.shape[0]):
-        _encode_srgb(linear[rows], out[rows])
+    for rows in _row_chunks(rgb.shape[0]):
+        part, dst = rgb[rows], out[rows]
+        cv2.pow((part + np.float32(0.055)) * np.float32(1.0 / 1.055), 2.4, dst=dst)
+        np.copyto(dst, part * np.float32(1.0 / 12.92), where=part <= np.float32(0.04045))
     return out
 
 
@@ -210,7 +202,8 @@ def _encode_srgb(linear: np.ndarray, out: np.ndarray) -> None:
 
 def _finish(colour: np.ndarray, linear: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) sRGB: the accumulated premultiplied colour divided by its coverage (channel 3),
-    the input's ``linear`` colour where nothing landed, encoded (into ``out`` when given)."""
+    the input's ``linear`` colour where nothing landed, encoded (into ``out`` when given). The
+    reference path; :func:`magicbokeh.lens_blur_compiled_colour.finish_rows` is its twin."""
     if out is None:
         out = np.empty(linear.shape, np.float32)
     for rows in _row_chunks(colour.shape[0]):

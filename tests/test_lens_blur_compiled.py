@@ -19,6 +19,8 @@ import pytest
 pytest.importorskip("numba")
 
 from magicbokeh import lens_blur, lens_blur_compiled, lens_blur_reference  # noqa: E402
+from magicbokeh.colour import linear_to_srgb, srgb_to_linear  # noqa: E402
+from magicbokeh.lens_blur_compiled_colour import decode_rows, finish_rows  # noqa: E402
 from magicbokeh.lens_blur_compiled_layers import COMPILED_RULES  # noqa: E402
 from magicbokeh.apertures import DiskAperture, PolygonAperture  # noqa: E402
 from magicbokeh.lens_blur import render_lens_blur, srgb_to_linear_fast  # noqa: E402
@@ -192,6 +194,31 @@ def test_render_engines_agree_end_to_end():
         fast = render_lens_blur(image, disp, 0.5, 32, engine="compiled", highlight_boost=boost)
         np.testing.assert_allclose(fast, ref, rtol=0, atol=2e-3)
         assert np.abs(fast - ref).mean() < 1e-5
+
+
+def test_compiled_colour_passes_follow_the_srgb_curves():
+    rng = np.random.default_rng(11)
+    # Every 16-bit level, the curves' knees and ends, and random values.
+    srgb = np.concatenate([np.arange(65536) / 65535.0, [0.04045, 0.0404, 0.0031308, 1e-9]])
+    srgb = np.concatenate([srgb, rng.random(srgb.size)]).astype(np.float32)
+    image = np.repeat(srgb[None, :, None], 3, axis=2)
+    linear = np.empty_like(image)
+    decode_rows(image, linear, 0, 1)
+    np.testing.assert_allclose(linear, srgb_to_linear(image.astype(np.float64)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(linear, srgb_to_linear_fast(image), rtol=0, atol=1e-6)
+
+    # Premultiplied colour over coverage, encoded; nothing landed -> the input's own colour.
+    coverage = np.concatenate([rng.random(srgb.size - 2) * 3 + 1e-3, [0.0, 1e-7]]).astype(np.float32)
+    wanted = np.linspace(-0.01, 1.2, srgb.size, dtype=np.float32)  # outside [0, 1] is clipped
+    colour = np.empty((1, srgb.size, 4), np.float32)
+    colour[0, :, :3] = (wanted * coverage)[:, None]
+    colour[0, :, 3] = coverage
+    out = np.empty_like(image)
+    finish_rows(colour, linear, out)
+    expected = linear_to_srgb(np.clip(wanted, 0, None)[None, :, None].astype(np.float64)).repeat(3, axis=2)
+    expected[0, -2:] = image[0, -2:]  # where nothing landed, the input comes back
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(out, lens_blur._finish(colour, linear), rtol=0, atol=2e-6)
 
 
 def test_without_numba_the_reference_path_runs(monkeypatch, caplog):

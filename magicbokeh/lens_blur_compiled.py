@@ -28,7 +28,7 @@ from numba import njit, types, uint64
 from numba.extending import intrinsic
 
 from .apertures import Aperture
-from .lens_blur_compiled_layers import occlusion_extras, row_buckets
+from .lens_blur_compiled_layers import coarse_taps, occlusion_extras, row_buckets
 from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups
 
 #: Rows per band. Even, so bands start on the coarse grid; tall enough that the pixels within a
@@ -456,7 +456,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
     q1 = np.float32(0.25)
     for row in range(rows):
         y = y0 + row
-        ky, wy0, wy1 = _taps(y, cheight)
+        ky, wy0, wy1 = coarse_taps(y, cheight)
         r0 = ky - cy0
         r1 = min(ky + 1, cheight - 1) - cy0
         if max(r0, r1) < box[0] or min(r0, r1) > box[1]:
@@ -517,16 +517,3 @@ def _blend(cdl, cdm, i, j, wy0, wy1):
         wy0 * cdm[2 * i] + wy1 * cdm[2 * j],
         wy0 * cdm[2 * i + 1] + wy1 * cdm[2 * j + 1],
     )
-
-
-@njit(**_KERNEL, inline="always")
-def _taps(i, n):
-    """Coarse index and weights of fine pixel ``i`` for a 2x bilinear upsampling of ``n`` cells:
-    the fine centre sits at coarse coordinate i / 2 - 0.25; clamped at both ends."""
-    k = (i - 1) // 2 if i % 2 == 0 else i // 2
-    w1 = np.float32(0.75) if i % 2 == 0 else np.float32(0.25)
-    if k < 0:
-        return 0, np.float32(1.0), np.float32(0.0)
-    if k >= n - 1:
-        return n - 1, np.float32(1.0), np.float32(0.0)
-    return k, np.float32(1.0) - w1, w1

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.typed import List
 
-from .lens_blur_fill import _EDGE_TIE_PX
-from .lens_blur_layers import JUMP_LAYERS, LayerRules, for_row_blocks
+from .lens_blur_fill import _EDGE_TIE_PX, cells
+from .lens_blur_layers import JUMP_LAYERS, OCCLUDE_AFTER_LAYERS, LayerRules, for_row_blocks
 
 
 def _split(radius: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,17 +27,8 @@ def _bits(lower: np.ndarray, threads: int) -> np.ndarray:
     return bits
 
 
-def _band(radius, layer, dist, box, edge_dist, nearer_than) -> tuple[np.ndarray, np.ndarray]:
-    return hidden_band_box(radius, dist, edge_dist, *box, abs(layer) + 2.0, float(nearer_than), _EDGE_TIE_PX)
-
-
-#: Compiled twins of :data:`magicbokeh.lens_blur_layers.NUMPY_RULES` (same layers, faster).
-COMPILED_RULES = LayerRules(
-    split=_split,
-    bits=_bits,
-    light_box=lambda layers, layer, box: layer_light_box(layers.lower, layers.frac, layers.linear, layer, *box),
-    band=_band,
-)
+def _light_cells(layers, layer, box) -> np.ndarray:
+    return layer_light_cells(layers.lower, layers.frac, layers.linear, layer, *box, *cells(box))
 
 
 @njit(cache=True, nogil=True)
@@ -68,45 +60,130 @@ def split_radius_rows(radius: np.ndarray, lower: np.ndarray, frac: np.ndarray, y
 
 
 @njit(cache=True, nogil=True)
-def layer_light_box(lower, frac, linear, layer, y0, y1, x0, x1):
-    """Compiled twin of :func:`magicbokeh.lens_blur_layers.layer_light` in a box."""
-    out = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+def layer_light_cells(lower, frac, linear, layer, y0, y1, x0, x1, h, w):
+    """Compiled twin of :func:`magicbokeh.lens_blur_layers.layer_light_cells`: the (h, w) cells of
+    the box (y0, y1, x0, x1) inside the photo."""
+    out = np.zeros((h, w, 4), np.float32)
     for y in range(y0, y1):
         for x in range(x0, x1):
-            w = np.float32(0.0)
+            s = np.float32(0.0)
             if lower[y, x] == layer:
-                w = np.float32(1.0) - frac[y, x]
+                s = np.float32(1.0) - frac[y, x]
             elif lower[y, x] == layer - 1:
-                w = frac[y, x]
-            if w != 0:
-                out[y - y0, x - x0, 0] = linear[y, x, 0] * w
-                out[y - y0, x - x0, 1] = linear[y, x, 1] * w
-                out[y - y0, x - x0, 2] = linear[y, x, 2] * w
-                out[y - y0, x - x0, 3] = w
+                s = frac[y, x]
+            if s != 0:
+                cy, cx = (y - y0) >> 1, (x - x0) >> 1
+                out[cy, cx, 0] += linear[y, x, 0] * s
+                out[cy, cx, 1] += linear[y, x, 1] * s
+                out[cy, cx, 2] += linear[y, x, 2] * s
+                out[cy, cx, 3] += s
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def coarse_taps(i, n):
+    """Cell index and weights of pixel ``i`` for a 2x bilinear upsampling of ``n`` cells (OpenCV's
+    INTER_LINEAR): the pixel centre sits at cell coordinate i / 2 - 0.25; clamped at both ends."""
+    k = (i - 1) // 2 if i % 2 == 0 else i // 2
+    w1 = np.float32(0.75) if i % 2 == 0 else np.float32(0.25)
+    if k < 0:
+        return 0, np.float32(1.0), np.float32(0.0)
+    if k >= n - 1:
+        return n - 1, np.float32(1.0), np.float32(0.0)
+    return k, np.float32(1.0) - w1, w1
+
+
+def _bands(radius, order, boxes, dists, colours, threads):
+    """Compiled twin of :func:`magicbokeh.lens_blur_layers.fill_bands`: one pass over the rows for
+    all layers (each row keeps the running nearest edge distance of the layers done so far), run
+    twice on ``threads`` threads: to count each block's band pixels, then to list them in place."""
+    height = radius.shape[0]
+    layer = np.asarray(order, np.int64)
+    box = np.asarray(boxes, np.int64).reshape(-1, 4)
+    dists, colours = List(dists), List(colours)
+    blocks = -(-height // _BAND_BLOCK_ROWS)
+    counts = np.zeros((blocks + 1, layer.size), np.int64)
+
+    def count(y0: int, y1: int) -> None:
+        counts[y0 // _BAND_BLOCK_ROWS + 1] = _band_rows(radius, layer, box, dists, colours, y0, y1, _EDGE_TIE_PX, None)
+
+    for_row_blocks(count, height, threads, _BAND_BLOCK_ROWS)
+    starts = np.cumsum(counts, axis=0)  # block b of layer i fills starts[b, i] .. starts[b + 1, i]
+    out = [(np.empty(n, np.int32), np.empty(n, np.int32), np.empty((n, 4), np.float32)) for n in starts[-1]]
+    listing = (List([o[0] for o in out]), List([o[1] for o in out]), List([o[2] for o in out]))
+
+    def fill(y0: int, y1: int) -> None:
+        cursor = starts[y0 // _BAND_BLOCK_ROWS].copy()
+        _band_rows(radius, layer, box, dists, colours, y0, y1, _EDGE_TIE_PX, (cursor, *listing))
+
+    for_row_blocks(fill, height, threads, _BAND_BLOCK_ROWS)
+    return out
+
+
+#: Rows per block of the band pass (each block counts, then lists, its own band pixels).
+_BAND_BLOCK_ROWS = 64
+
+
 @njit(cache=True, nogil=True)
-def hidden_band_box(radius, dist, edge_dist, y0, y1, x0, x1, reach_extra, nearer_than, tie):
-    """Compiled twin of :func:`magicbokeh.lens_blur_fill.hidden_band` for a box inside the photo:
-    the band's pixels (rows, columns in the box, row-major); ``edge_dist`` is updated in place."""
-    extra = np.float32(reach_extra)
+def _band_rows(radius, layer, box, dists, colours, y0, y1, tie, listing):
+    """Rows ``y0 .. y1`` of :func:`_bands`: returns each layer's count of band pixels; with
+    ``listing`` = (cursor, ys, xs, values), also writes them at each layer's cursor."""
+    width = radius.shape[1]
     slack = np.float32(tie)
-    ys = np.empty((y1 - y0) * (x1 - x0), np.int64)
-    xs = np.empty((y1 - y0) * (x1 - x0), np.int64)
-    n = 0
+    counts = np.zeros(layer.size, np.int64)
+    closest = np.empty(width, np.float32)
     for y in range(y0, y1):
-        for x in range(x0, x1):
-            d = dist[y - y0, x - x0]
-            r = radius[y, x]
-            closest = edge_dist[y, x]
-            if r >= nearer_than and d <= abs(r) + extra and d <= closest + slack:
-                ys[n] = y - y0
-                xs[n] = x - x0
-                n += 1
-            if d < closest:
-                edge_dist[y, x] = d
-    return ys[:n].copy(), xs[:n].copy()
+        closest[:] = np.inf
+        for i in range(layer.size):
+            by0, by1, bx0, bx1 = box[i, 0], box[i, 1], box[i, 2], box[i, 3]
+            if y < by0 or y >= by1:
+                continue
+            dist = dists[i]
+            drow = (y - by0) >> 1
+            nearer_than = np.float32(layer[i] + OCCLUDE_AFTER_LAYERS)
+            extra = np.float32(abs(layer[i]) + 2)
+            if listing is not None:  # this layer's lists, looked up once per row
+                cursor, all_ys, all_xs, all_values = listing
+                ys, xs, values, filled = all_ys[i], all_xs[i], all_values[i], colours[i]
+                k = cursor[i]
+            n = 0
+            for x in range(bx0, bx1):
+                d = dist[drow, (x - bx0) >> 1]
+                r = radius[y, x]
+                if r >= nearer_than and d <= abs(r) + extra and d <= closest[x] + slack:
+                    if listing is not None:
+                        ys[k + n] = y
+                        xs[k + n] = x
+                        _sample(filled, y - by0, x - bx0, values, k + n)
+                    n += 1
+                closest[x] = min(closest[x], d)
+            counts[i] += n
+            if listing is not None:
+                cursor[i] = k + n
+    return counts
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sample(filled, y, x, out, k):
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.sample_cells` at one pixel, into
+    ``out[k]``."""
+    h, w, c = filled.shape
+    ky, wy0, wy1 = coarse_taps(y, h)
+    kx, wx0, wx1 = coarse_taps(x, w)
+    ky1, kx1 = min(ky + 1, h - 1), min(kx + 1, w - 1)
+    for ch in range(c):
+        top = wx0 * filled[ky, kx, ch] + wx1 * filled[ky, kx1, ch]
+        bottom = wx0 * filled[ky1, kx, ch] + wx1 * filled[ky1, kx1, ch]
+        out[k, ch] = wy0 * top + wy1 * bottom
+
+
+#: Compiled twins of :data:`magicbokeh.lens_blur_layers.NUMPY_RULES` (same layers, faster).
+COMPILED_RULES = LayerRules(
+    split=_split,
+    bits=_bits,
+    light_cells=_light_cells,
+    bands=_bands,
+)
 
 
 def row_buckets(lower: np.ndarray, first: int, n: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:

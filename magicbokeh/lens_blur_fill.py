@@ -3,6 +3,11 @@
 A photo shows only the front surface. Each depth layer that meets a depth discontinuity is extended,
 as an opaque hidden surface, under the nearer pixels next to that edge, with its own visible colours
 spread by a push-pull pyramid (see docs/classical-occlusion.md).
+
+Distances to the edges and the pyramid start on a grid twice coarser than the photo, aligned with
+even pixel coordinates: 2 x 2 cells. The band a fill covers keeps its exact rule at full
+resolution, with the distance of each pixel's cell; the fill's colour is read back bilinearly.
+Both are quantities the blur smears over many pixels, and the coarse grid costs a quarter.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ def hidden_band(
     (rows, columns in ``box``, row-major).
 
     ``box`` = (y0, y1, x0, x1) is a full-resolution box holding the layer's occlusion-edge pixels
-    and all that the band can reach (it may run past the bottom and right image edges); ``dist``
-    (h, w) the distance of its pixels to those edges (:func:`edge_distance`). A pixel p is in the
-    band when
+    and all that the band can reach (``y0``, ``x0`` even; it may run past the bottom and right
+    image edges); ``dist`` the distance of its 2 x 2 cells to those edges (:func:`edge_distance`),
+    which each pixel takes from its cell. A pixel p is in the band when
 
     * it hides the layer: its signed radius is >= ``nearer_than`` (pixels occlude only layers a
       few radii behind their own, see :mod:`magicbokeh.lens_blur`);
@@ -53,6 +58,7 @@ def hidden_band(
     height, width = radius.shape
     y0, y1, x0, x1 = box
     yy1, xx1 = min(y1, height), min(x1, width)
+    dist = np.repeat(np.repeat(dist, 2, axis=0), 2, axis=1)[: y1 - y0, : x1 - x0]  # each pixel its cell's
     near = np.full((y1 - y0, x1 - x0), -np.inf, np.float32)  # past the image edge: nothing nearer
     near[: yy1 - y0, : xx1 - x0] = radius[y0:yy1, x0:xx1]
     closest = np.full((y1 - y0, x1 - x0), np.inf, np.float32)
@@ -63,14 +69,21 @@ def hidden_band(
     return np.nonzero(band)
 
 
+def cells(box: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(rows, columns) of the 2 x 2 cells covering ``box`` (y0, y1, x0, x1)."""
+    return (box[1] - box[0] + 1) // 2, (box[3] - box[2] + 1) // 2
+
+
 def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) float32 distance (px, 5 x 5 chamfer) from each pixel of ``box`` to the nearest of the
-    edge pixels ``edge_idx`` (flat indices in a photo ``width`` wide)."""
-    y0, y1, x0, x1 = box
-    seeds = np.full((y1 - y0, x1 - x0), 255, np.uint8)
+    """(h, w) float32 distance (px, 5 x 5 chamfer on the cells) from each 2 x 2 cell of ``box`` to
+    the nearest cell holding one of the edge pixels ``edge_idx`` (flat indices in a photo
+    ``width`` wide); 0 in those cells."""
+    y0, _, x0, _ = box
+    seeds = np.full(cells(box), 255, np.uint8)
     ey, ex = np.divmod(edge_idx, width)
-    seeds[ey - y0, ex - x0] = 0
-    return cv2.distanceTransform(seeds, cv2.DIST_L2, cv2.DIST_MASK_5)
+    seeds[(ey - y0) // 2, (ex - x0) // 2] = 0
+    dist = cv2.distanceTransform(seeds, cv2.DIST_L2, cv2.DIST_MASK_5)
+    return dist * np.float32(2.0)
 
 
 #: Slack (px) when comparing distances to the edges of two layers: the two layers a surface is
@@ -78,46 +91,43 @@ def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, in
 _EDGE_TIE_PX = 1.5
 
 
-def fill_values(light: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """The opaque surface a layer continues with at the band pixels ``ys``, ``xs``.
+def fill_colours(sums: np.ndarray) -> np.ndarray:
+    """The opaque surface a layer continues with, on its 2 x 2 cells.
 
-    ``light`` is the layer's (h, w, 4) premultiplied colour (0-2) and coverage (3) in the band's
-    box; the band holds no member pixel of the layer (it is nearer). Returns (n, 6) float32
-    values: the extended premultiplied colour and coverage, 0
-    (members' occlusion), and the fill's own occlusion, kept apart from the members' because the
-    fill lies behind nearer pixels whose occlusion already counts (see :mod:`magicbokeh.lens_blur`).
+    ``sums`` (h, w, 4) float32: per cell, the summed premultiplied colour (0-2) and coverage (3)
+    of the layer's pixels in it (:func:`magicbokeh.lens_blur_layers.layer_light_cells`). Returns
+    (h, w, 4) float32 colour with coverage 1, read back at the band's pixels with
+    :func:`sample_cells`.
     """
-    values = np.zeros((ys.size, 6), np.float32)
-    if ys.size:
-        filled = _push_pull(np.ascontiguousarray(light))  # opaque: coverage 1
-        values[:, :4] = filled[ys, xs]
-        values[:, 5] = values[:, 3]
-    return values
+    return _push_pull(np.ascontiguousarray(sums, dtype=np.float32))
 
 
-def _push_pull(rgba: np.ndarray) -> np.ndarray:
-    """The colours a layer continues with into its uncovered pixels, opaque, same shape.
+def sample_cells(filled: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(n, c) values of the cell grid ``filled`` (h, w, c) at the pixels ``ys``, ``xs`` of its box:
+    OpenCV's 2x bilinear upsampling (cell centres at pixel 2 i + 0.5, edges clamped)."""
+    h, w = filled.shape[:2]
+    up = cv2.resize(filled, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    return up[ys, xs]
 
-    ``rgba``: (h, w, c) float32, premultiplied channels with the coverage (weight) in channel 3.
+
+def _push_pull(sums: np.ndarray) -> np.ndarray:
+    """The colours a layer continues with into its uncovered cells, opaque, same shape.
+
+    ``sums``: (h, w, c) float32, premultiplied channels with the coverage (weight) in channel 3.
     Push-pull (Gortler et al. 1996, "The Lumigraph"): halve the resolution until the layer covers
     everything, then on the way back up let each level keep its own colour in proportion to its
-    coverage and take the rest from the coarser, opaque level. Going down, a coarse pixel's weight
-    is the summed weight of the ~4 fine pixels it replaces, clamped to 1 (the Gaussian pyrDown
-    averages, i.e. divides by 4): partly covered pixels near the visible edge then keep their own
-    colour, so holes continue the colours at their rim and fade to the wider average further in.
-    On the three-layer ray-traced scenes this is 3-5 dB closer near edges than plain averaging.
-
-    The result is meant for uncovered pixels, where the full-resolution blend would take all of
-    its colour from the coarser level: so the last step is only that level, upsampled.
+    coverage and take the rest from the coarser, opaque level. A cell's weight is the summed
+    weight of the pixels (or, further down, the ~4 finer cells) it replaces, clamped to 1 (the
+    Gaussian pyrDown averages, i.e. divides by 4): partly covered cells near the visible edge then
+    keep their own colour, so holes continue the colours at their rim and fade to the wider average
+    further in. On the three-layer ray-traced scenes this is 3-5 dB closer near edges than plain
+    averaging.
     """
-    n = rgba.shape[2]
-    levels = [rgba]
+    n = sums.shape[2]
+    levels = [_clamp_weight(sums, 1.0)]
     while min(levels[-1].shape[:2]) > 2:
-        down = cv2.pyrDown(levels[-1])
-        alpha = cv2.extractChannel(down, 3)
-        gain = np.minimum(np.float32(_PUSH_GAIN) * alpha, np.float32(1.0)) / np.maximum(alpha, np.float32(1e-6))
-        levels.append(cv2.multiply(down, channels(gain, n)))
-    # Coarsest level (<= 2 px a side): pixels the layer never reached take its mean colour. From
+        levels.append(_clamp_weight(cv2.pyrDown(levels[-1]), _PUSH_GAIN))
+    # Coarsest level (<= 2 px a side): cells the layer never reached take its mean colour. From
     # here on every level is opaque (coverage 1), so the way up needs no more normalising.
     coarsest = levels[-1]
     total = coarsest.reshape(-1, n).sum(axis=0)
@@ -126,11 +136,16 @@ def _push_pull(rgba: np.ndarray) -> np.ndarray:
         filled[coarsest[..., 3] <= 1e-6] = total / total[3]
     for level in reversed(levels[:-1]):
         up = cv2.pyrUp(filled, dstsize=(level.shape[1], level.shape[0]))
-        if level is rgba:
-            return up
         keep = cv2.subtract(1.0, cv2.extractChannel(level, 3))
         filled = cv2.add(level, cv2.multiply(up, channels(keep, n)))
-    return filled  # a layer of at most 2 px a side
+    return filled
+
+
+def _clamp_weight(level: np.ndarray, gain: float) -> np.ndarray:
+    """``level`` with its weight (channel 3) times ``gain`` clamped to 1, colours scaled alike."""
+    alpha = cv2.extractChannel(level, 3)
+    scale = np.minimum(np.float32(gain) * alpha, np.float32(1.0)) / np.maximum(alpha, np.float32(1e-6))
+    return cv2.multiply(level, channels(scale, level.shape[2]))
 
 
 #: Weight gain per pyramid level in :func:`_push_pull`: a coarse pixel stands for 2 x 2 fine ones.

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lens_blur_fill import OCCLUSION_JUMP_PX, edge_distance, far_side_of_edges, fill_values, hidden_band
+from .lens_blur_fill import OCCLUSION_JUMP_PX, cells, edge_distance, far_side_of_edges, fill_colours, hidden_band, sample_cells
 
 #: A pixel occludes the layers at least this many layers (pixels of blur radius) behind the farther
 #: of its own two layers. 2 (never occlude one's own neighbouring layer) measured 1-3 dB worse
@@ -140,6 +140,16 @@ def layer_light(layers: Layers, layer: int, box: tuple[int, int, int, int] | Non
     return out
 
 
+def layer_light_cells(layers: Layers, layer: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w, 4) float32 :func:`layer_light` summed over the 2 x 2 cells of ``box`` (y0, y1, x0,
+    x1; pixels past its bottom and right edges count 0)."""
+    light = layer_light(layers, layer, box)
+    h, w = cells(box)
+    padded = np.zeros((2 * h, 2 * w, 4), np.float32)
+    padded[: light.shape[0], : light.shape[1]] = light
+    return padded.reshape(h, 2, w, 2, 4).sum(axis=(1, 3), dtype=np.float32)
+
+
 def layer_occlusion(layers: Layers, layer: int) -> np.ndarray:
     """(H, W) float32 0/1 occlusion of one layer's own pixels (widened, see the module docstring)."""
     bit = layer - layers.lower + JUMP_LAYERS
@@ -149,39 +159,56 @@ def layer_occlusion(layers: Layers, layer: int) -> np.ndarray:
 
 def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = None, threads: int = 1) -> None:
     """Give every layer that meets a depth discontinuity its hidden-surface fill (in place), with
-    ``rules`` (default :data:`NUMPY_RULES`); the extended colours of up to ``threads`` layers are
-    computed at once (same result)."""
+    ``rules`` (default :data:`NUMPY_RULES`); the edge distances and colours of up to ``threads``
+    layers are computed at once (same result)."""
     rules = rules or NUMPY_RULES
     far_edge = far_side_of_edges(radius)
     if far_edge is None:
         return
     height, width = radius.shape
-    edge_dist = np.full((height, width), np.inf, np.float32)
     edge_layers = _edge_layers(layers, far_edge.reshape(height, width))
-    def fill(layer: int, box: tuple[int, int, int, int], ys: np.ndarray, xs: np.ndarray) -> None:
-        values = fill_values(rules.light_box(layers, layer, box), ys, xs)
-        layers.fills[layer] = FillItems((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), values)
-
-    boxes = {}
-    for layer, edge in edge_layers.items():
-        # The hidden band reaches |r(p)| + r + 2 px from the edge.
+    order = sorted(edge_layers)
+    boxes = []
+    for layer in order:
+        # The hidden band reaches |r(p)| + r + 2 px from the edge. The box starts on even
+        # coordinates, so all layers' 2 x 2 cells lie on one grid.
         reach = abs(layer) + max(abs(layer + OCCLUDE_AFTER_LAYERS), abs(layers.last)) + 2
-        eys, exs = np.divmod(edge, width)
-        box = (max(int(eys.min()) - reach, 0), min(int(eys.max()) + reach + 1, height))
-        boxes[layer] = box + (max(int(exs.min()) - reach, 0), min(int(exs.max()) + reach + 1, width))
+        eys, exs = np.divmod(edge_layers[layer], width)
+        y0, x0 = max(int(eys.min()) - reach, 0), max(int(exs.min()) - reach, 0)
+        y1, x1 = min(int(eys.max()) + reach + 1, height), min(int(exs.max()) + reach + 1, width)
+        boxes.append((y0 - y0 % 2, y1, x0 - x0 % 2, x1))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        dists = {layer: pool.submit(edge_distance, edge, width, boxes[layer]) for layer, edge in edge_layers.items()}
-        jobs = []
-        # Hidden bands far to near: a hidden point belongs to the nearest edge among the layers
-        # done so far (edge_dist), so the farther layers must come first. The distances to each
-        # layer's edges, and its colours once its band is known, run on the pool meanwhile.
-        for layer in sorted(edge_layers):
-            box = boxes[layer]
-            ys, xs = rules.band(radius, layer, dists.pop(layer).result(), box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
-            if ys.size:
-                jobs.append(pool.submit(fill, layer, box, ys, xs))
-        for job in jobs:
-            job.result()
+        dists = [pool.submit(edge_distance, edge_layers[L], width, box) for L, box in zip(order, boxes)]
+        colours = [
+            pool.submit(lambda L, box: fill_colours(rules.light_cells(layers, L, box)), L, box)
+            for L, box in zip(order, boxes)
+        ]  # fmt: skip
+        dists = [job.result() for job in dists]
+        colours = [job.result() for job in colours]
+    for layer, (ys, xs, sampled) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):
+        if ys.size:
+            values = np.zeros((ys.size, 6), np.float32)
+            values[:, :4] = sampled  # opaque: coverage 1
+            values[:, 5] = values[:, 3]  # the fill's own occlusion (members' occlusion stays 0)
+            layers.fills[layer] = FillItems(ys, xs, values)
+
+
+def fill_bands(
+    radius: np.ndarray, order: list[int], boxes: list[tuple[int, int, int, int]], dists: list[np.ndarray],
+    colours: list[np.ndarray], threads: int = 1,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per layer of ``order`` (far to near), the pixels of its hidden band (int32 rows, columns in
+    the photo, row-major; :func:`~magicbokeh.lens_blur_fill.hidden_band`) and its fill colour
+    there ((n, 4) float32, :func:`~magicbokeh.lens_blur_fill.sample_cells`). ``boxes``, ``dists``
+    and ``colours`` are the layers' boxes, cell distances to their edges and filled cells.
+
+    Far to near, because a hidden point belongs to the nearest edge among the farther layers."""
+    edge_dist = np.full(radius.shape, np.inf, np.float32)
+    out = []
+    for layer, box, dist, filled in zip(order, boxes, dists, colours):
+        ys, xs = hidden_band(radius, layer, dist, box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
+        out.append(((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), sample_cells(filled, ys, xs)))
+    return out
 
 
 def _edge_layers(layers: Layers, far_edge: np.ndarray) -> dict[int, np.ndarray]:
@@ -215,13 +242,13 @@ def build_layers(
 class LayerRules:
     """The layer rules as functions, so that compiled twins can stand in for the NumPy ones:
     ``split(radius, threads)`` -> (lower, frac); ``bits(lower, threads)`` -> occlusion bits;
-    ``light_box(layers, layer, box)`` -> :func:`layer_light`; ``band(radius, layer, dist, box,
-    edge_dist, nearer_than)`` -> :func:`~magicbokeh.lens_blur_fill.hidden_band`."""
+    ``light_cells(layers, layer, box)`` -> :func:`layer_light_cells`; ``bands(radius, order, boxes,
+    dists, colours, threads)`` -> :func:`fill_bands`."""
 
     split: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
     bits: Callable[[np.ndarray, int], np.ndarray]
-    light_box: Callable[[Layers, int, tuple[int, int, int, int]], np.ndarray]
-    band: Callable[..., np.ndarray]
+    light_cells: Callable[[Layers, int, tuple[int, int, int, int]], np.ndarray]
+    bands: Callable[..., list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
 #: The plain NumPy rules (the reference; :data:`magicbokeh.lens_blur_compiled_layers.COMPILED_RULES`
@@ -229,8 +256,8 @@ class LayerRules:
 NUMPY_RULES = LayerRules(
     split=lambda radius, threads: split_radius(radius),
     bits=lambda lower, threads: occlusion_bits(lower),
-    light_box=layer_light,
-    band=hidden_band,
+    light_cells=layer_light_cells,
+    bands=fill_bands,
 )
 
 

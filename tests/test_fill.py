@@ -14,6 +14,7 @@ from conftest import textured
 from magicbokeh.colour import srgb_to_linear
 from magicbokeh.data.raytrace import render_thin_lens
 from magicbokeh.lens_blur import render_lens_blur
+from magicbokeh.lens_blur_fill import edge_distance
 from layered_scenes import occlusion_edge_masks, psnr, three_layer_scene
 
 K = 24.0
@@ -122,3 +123,36 @@ def test_fill_on_tiny_images_uses_the_layers_own_colour():
     out = render_lens_blur(img, disp, 0.1, 8)  # background sharp, the red block blurred by 6.4 px
     # Inside the block's blurred rim, what shows through is the green background, never black.
     assert out[8, 9, 1] > 0.3 and out[8, 9].min() > 0.05
+
+
+def test_edge_distances_on_cells_stay_within_two_pixels_of_the_exact_distance():
+    """The band's distances are measured on 2 x 2 cells (a quarter of the work): every pixel's is
+    within 2 px of its exact Euclidean distance to the edge pixels, and 0 in the edge's own cells."""
+    rng = np.random.default_rng(4)
+    h, w = 61, 83
+    box = (2, h, 4, w)  # starts on even coordinates, ends anywhere
+    ey, ex = rng.integers(box[0], h, 12), rng.integers(box[2], w, 12)
+    dist = edge_distance(ey * w + ex, w, box)
+    yy, xx = np.mgrid[box[0] : box[1], box[2] : box[3]]
+    exact = np.sqrt((yy[..., None] - ey) ** 2 + (xx[..., None] - ex) ** 2).min(axis=-1)
+    per_pixel = np.repeat(np.repeat(dist, 2, axis=0), 2, axis=1)[: h - 2, : w - 4]
+    assert np.abs(per_pixel - exact).max() <= 2.0
+    assert np.all(per_pixel[ey - box[0], ex - box[2]] == 0)
+
+
+def test_layer_light_on_cells_sums_its_pixels():
+    """The fill's colours start from each 2 x 2 cell's summed light: the sums keep every pixel's
+    light exactly once, also in the half-empty cells past an odd box's edge."""
+    from magicbokeh.lens_blur_layers import build_layers, layer_light, layer_light_cells
+
+    rng = np.random.default_rng(8)
+    radius = rng.uniform(-3, 3, (21, 27)).astype(np.float32)
+    layers = build_layers(radius, rng.random((21, 27, 3)).astype(np.float32), fill_hidden=False)
+    box = (4, 21, 6, 27)  # 17 x 21 px: 9 x 11 cells, the last row and column half empty
+    for layer in range(-3, 4):
+        sums = layer_light_cells(layers, layer, box)
+        light = layer_light(layers, layer, box)
+        assert sums.shape == (9, 11, 4)
+        np.testing.assert_allclose(sums.sum(axis=(0, 1)), light.sum(axis=(0, 1)), rtol=1e-5)
+        np.testing.assert_allclose(sums[2, 3], light[4:6, 6:8].sum(axis=(0, 1)), rtol=1e-6)
+        np.testing.assert_allclose(sums[8, 10], light[16, 20], rtol=1e-6)  # the corner cell's one pixel

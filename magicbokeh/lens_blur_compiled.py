@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +29,7 @@ from numba.extending import intrinsic
 
 from .apertures import Aperture
 from .lens_blur_compiled_layers import coarse_taps, occlusion_extras, row_buckets
-from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups
+from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups, worker_pool
 
 #: Rows per band. Even, so bands start on the coarse grid; tall enough that the pixels within a
 #: kernel's reach above and below are not revisited too often.
@@ -87,18 +87,18 @@ def composite_layers(
             finish(slice(y0, y1), colour[y0:y1])
 
     starts = list(range(0, height, BAND_ROWS))
-    if threads <= 1:
+    pool = worker_pool(threads)
+    if pool is None:
         for i, y0 in enumerate(starts):
             band(y0)
             if progress is not None:
                 progress((i + 1) / len(starts))
         return colour
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(band, y0) for y0 in starts]
-        for i, future in enumerate(as_completed(futures)):
-            future.result()
-            if progress is not None:
-                progress((i + 1) / len(starts))
+    futures = [pool.submit(band, y0) for y0 in starts]
+    for i, future in enumerate(as_completed(futures)):
+        future.result()
+        if progress is not None:
+            progress((i + 1) / len(starts))
     return colour
 
 

@@ -27,25 +27,46 @@ def _bits(lower: np.ndarray, threads: int) -> np.ndarray:
     return bits
 
 
-def _light_cells(layers, layer, box) -> np.ndarray:
-    return layer_light_cells(layers.lower, layers.frac, layers.linear, layer, *box, *cells(box))
+def _light_cells(layers, order, boxes, threads) -> list[np.ndarray]:
+    """Compiled twin of :func:`magicbokeh.lens_blur_layers.light_cells`: all layers in one pass
+    over the rows (blocks of even height, so that no two threads share a cell), into one buffer."""
+    shapes = [cells(box) for box in boxes]
+    sizes = [4 * h * w for h, w in shapes]
+    offsets = np.cumsum([0] + sizes).astype(np.int64)
+    flat = np.zeros(int(offsets[-1]), np.float32)
+    first = layers.first
+    index = np.full(layers.last - first + 2, -1, np.int64)  # layer - first -> its place in order
+    for i, layer in enumerate(order):
+        index[layer - first] = i
+    box = np.asarray(boxes, np.int64).reshape(-1, 4)
+    widths = np.asarray([w for _, w in shapes], np.int64)
+
+    def rows(y0: int, y1: int) -> None:
+        _light_cells_rows(layers.lower, layers.frac, layers.linear, first, index, box, widths, offsets, flat, y0, y1)
+
+    for_row_blocks(rows, layers.lower.shape[0], threads, 64)
+    return [flat[o : o + n].reshape(h, w, 4) for o, n, (h, w) in zip(offsets, sizes, shapes)]
 
 
 @njit(cache=True, nogil=True)
 def occlusion_bits_rows(lower: np.ndarray, bits: np.ndarray, y0: int, y1: int) -> None:
     """Compiled twin of :func:`magicbokeh.lens_blur_layers.occlusion_bits`, rows ``y0 .. y1``
-    of ``bits``."""
+    of ``bits``. One neighbour offset at a time along a row, without branches, so that the
+    compiler vectorises it."""
     h, w = lower.shape
+    acc = np.empty(w, np.int32)
     for y in range(y0, y1):
+        own = lower[y]
+        acc[:] = 0
+        for yy in range(max(y - 1, 0), min(y + 2, h)):
+            other = lower[yy]
+            for dx in range(-1, 2):
+                for x in range(max(0, -dx), min(w, w - dx)):
+                    t = other[x + dx] - own[x] + JUMP_LAYERS
+                    near = np.int32((t >= 0) & (t <= 2 * JUMP_LAYERS))
+                    acc[x] |= near << min(max(t, 0), 2 * JUMP_LAYERS)
         for x in range(w):
-            own = lower[y, x]
-            b = 0
-            for yy in range(max(y - 1, 0), min(y + 2, h)):
-                for xx in range(max(x - 1, 0), min(x + 2, w)):
-                    d = lower[yy, xx] - own
-                    if -JUMP_LAYERS <= d <= JUMP_LAYERS:
-                        b |= 1 << (d + JUMP_LAYERS)
-            bits[y, x] = b
+            bits[y, x] = acc[x]
 
 
 @njit(cache=True, nogil=True)
@@ -60,24 +81,21 @@ def split_radius_rows(radius: np.ndarray, lower: np.ndarray, frac: np.ndarray, y
 
 
 @njit(cache=True, nogil=True)
-def layer_light_cells(lower, frac, linear, layer, y0, y1, x0, x1, h, w):
-    """Compiled twin of :func:`magicbokeh.lens_blur_layers.layer_light_cells`: the (h, w) cells of
-    the box (y0, y1, x0, x1) inside the photo."""
-    out = np.zeros((h, w, 4), np.float32)
+def _light_cells_rows(lower, frac, linear, first, index, box, widths, offsets, flat, y0, y1):
+    """Rows ``y0 .. y1`` of :func:`_light_cells`: each pixel adds its light to the cell of each of
+    its two layers that has one (``index`` >= 0) and whose box holds it."""
     for y in range(y0, y1):
-        for x in range(x0, x1):
-            s = np.float32(0.0)
-            if lower[y, x] == layer:
-                s = np.float32(1.0) - frac[y, x]
-            elif lower[y, x] == layer - 1:
-                s = frac[y, x]
-            if s != 0:
-                cy, cx = (y - y0) >> 1, (x - x0) >> 1
-                out[cy, cx, 0] += linear[y, x, 0] * s
-                out[cy, cx, 1] += linear[y, x, 1] * s
-                out[cy, cx, 2] += linear[y, x, 2] * s
-                out[cy, cx, 3] += s
-    return out
+        for x in range(lower.shape[1]):
+            for above in range(2):
+                i = index[lower[y, x] + above - first]
+                share = frac[y, x] if above else np.float32(1.0) - frac[y, x]
+                if i < 0 or share == 0 or not (box[i, 0] <= y < box[i, 1] and box[i, 2] <= x < box[i, 3]):
+                    continue
+                q = offsets[i] + 4 * (((y - box[i, 0]) >> 1) * widths[i] + ((x - box[i, 2]) >> 1))
+                flat[q] += linear[y, x, 0] * share
+                flat[q + 1] += linear[y, x, 1] * share
+                flat[q + 2] += linear[y, x, 2] * share
+                flat[q + 3] += share
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -230,10 +248,16 @@ def _extra(d, b):
     return (d < 0 or d > 1) and (b >> (d + JUMP_LAYERS)) & 1
 
 
+#: The occlusion bits of layers other than a pixel's own two (d = 0, 1): most pixels have none.
+_EXTRA_BITS = ((1 << (2 * JUMP_LAYERS + 1)) - 1) & ~(0b11 << JUMP_LAYERS)
+
+
 @njit(cache=True, nogil=True)
 def _count_extras(lower, bits, first, start, y0, y1):
     for y in range(y0, y1):
         for x in range(lower.shape[1]):
+            if not bits[y, x] & _EXTRA_BITS:
+                continue
             for d in range(-JUMP_LAYERS, JUMP_LAYERS + 1):
                 if _extra(d, bits[y, x]):
                     start[y, lower[y, x] + d - first + 1] += 1
@@ -245,6 +269,8 @@ def _list_extras(lower, bits, first, start, out, y0, y1):
     for y in range(y0, y1):
         fill[:] = start[y]
         for x in range(lower.shape[1]):
+            if not bits[y, x] & _EXTRA_BITS:
+                continue
             for d in range(-JUMP_LAYERS, JUMP_LAYERS + 1):
                 if _extra(d, bits[y, x]):
                     v = lower[y, x] + d - first

@@ -17,6 +17,8 @@ This module holds the rules in one place; :mod:`magicbokeh.lens_blur_compiled` (
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -150,6 +152,11 @@ def layer_light_cells(layers: Layers, layer: int, box: tuple[int, int, int, int]
     return padded.reshape(h, 2, w, 2, 4).sum(axis=(1, 3), dtype=np.float32)
 
 
+def light_cells(layers: Layers, order: list[int], boxes: list[tuple[int, int, int, int]], threads: int = 1) -> list[np.ndarray]:
+    """:func:`layer_light_cells` of each layer of ``order`` in its box."""
+    return [layer_light_cells(layers, layer, box) for layer, box in zip(order, boxes)]
+
+
 def layer_occlusion(layers: Layers, layer: int) -> np.ndarray:
     """(H, W) float32 0/1 occlusion of one layer's own pixels (widened, see the module docstring)."""
     bit = layer - layers.lower + JUMP_LAYERS
@@ -177,12 +184,13 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
         y0, x0 = max(int(eys.min()) - reach, 0), max(int(exs.min()) - reach, 0)
         y1, x1 = min(int(eys.max()) + reach + 1, height), min(int(exs.max()) + reach + 1, width)
         boxes.append((y0 - y0 % 2, y1, x0 - x0 % 2, x1))
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    pool = worker_pool(threads)
+    if pool is None:
+        dists = [edge_distance(edge_layers[L], width, box) for L, box in zip(order, boxes)]
+        colours = [fill_colours(sums) for sums in rules.light_cells(layers, order, boxes, threads)]
+    else:
         dists = [pool.submit(edge_distance, edge_layers[L], width, box) for L, box in zip(order, boxes)]
-        colours = [
-            pool.submit(lambda L, box: fill_colours(rules.light_cells(layers, L, box)), L, box)
-            for L, box in zip(order, boxes)
-        ]  # fmt: skip
+        colours = [pool.submit(fill_colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
         dists = [job.result() for job in dists]
         colours = [job.result() for job in colours]
     for layer, (ys, xs, sampled) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):
@@ -242,12 +250,12 @@ def build_layers(
 class LayerRules:
     """The layer rules as functions, so that compiled twins can stand in for the NumPy ones:
     ``split(radius, threads)`` -> (lower, frac); ``bits(lower, threads)`` -> occlusion bits;
-    ``light_cells(layers, layer, box)`` -> :func:`layer_light_cells`; ``bands(radius, order, boxes,
+    ``light_cells(layers, order, boxes, threads)`` -> :func:`light_cells`; ``bands(radius, order, boxes,
     dists, colours, threads)`` -> :func:`fill_bands`."""
 
     split: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
     bits: Callable[[np.ndarray, int], np.ndarray]
-    light_cells: Callable[[Layers, int, tuple[int, int, int, int]], np.ndarray]
+    light_cells: Callable[..., list[np.ndarray]]
     bands: Callable[..., list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
@@ -256,7 +264,7 @@ class LayerRules:
 NUMPY_RULES = LayerRules(
     split=lambda radius, threads: split_radius(radius),
     bits=lambda lower, threads: occlusion_bits(lower),
-    light_cells=layer_light_cells,
+    light_cells=light_cells,
     bands=fill_bands,
 )
 
@@ -265,10 +273,45 @@ def for_row_blocks(fn, height: int, threads: int, rows: int = 128) -> None:
     """Call ``fn(y0, y1)`` on blocks of rows covering ``0 .. height``, on ``threads`` threads
     (``fn`` must release the GIL to gain: OpenCV, Numba ``nogil``, large NumPy ufuncs)."""
     blocks = [(y, min(y + rows, height)) for y in range(0, height, rows)]
-    if threads <= 1 or len(blocks) < 2:
+    pool = worker_pool(threads) if len(blocks) > 1 else None
+    if pool is None:
         for block in blocks:
             fn(*block)
         return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in pool.map(lambda block: fn(*block), blocks):
-            pass
+    for _ in pool.map(lambda block: fn(*block), blocks):
+        pass
+
+
+def worker_pool(threads: int) -> ThreadPoolExecutor | None:
+    """The renderer's pool of ``threads`` worker threads, kept for the next pass and render: a
+    render makes about ten parallel passes, and starting their threads afresh each time measured a
+    few milliseconds per render. ``None`` for one thread, or when called from a worker of a pool
+    (its caller then runs the work itself, instead of waiting for workers that wait for it)."""
+    if threads <= 1 or getattr(_worker, "busy", False):
+        return None
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(
+                max_workers=threads, thread_name_prefix="lens-blur", initializer=_mark_worker
+            )
+        return pool
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+_worker = threading.local()
+
+
+def _mark_worker() -> None:
+    _worker.busy = True
+
+
+def _forget_pools() -> None:
+    """A forked child inherits the pools but not their threads: it starts its own."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)

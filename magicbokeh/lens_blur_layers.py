@@ -173,7 +173,7 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
     if far_edge is None:
         return
     height, width = radius.shape
-    edge_layers = _edge_layers(layers, far_edge.reshape(height, width))
+    edge_layers = _edge_layers(layers, far_edge)
     order = sorted(edge_layers)
     boxes = []
     for layer in order:
@@ -220,16 +220,17 @@ def fill_bands(
 
 
 def _edge_layers(layers: Layers, far_edge: np.ndarray) -> dict[int, np.ndarray]:
-    """Flat indices of the occlusion-edge pixels of each layer (a pixel is in both of its layers)."""
-    ys, xs = np.nonzero(far_edge)
-    flat = ys.astype(np.int64) * far_edge.shape[1] + xs
-    lower, frac = layers.lower[ys, xs], layers.frac[ys, xs]
-    out: dict[int, list[np.ndarray]] = {}
-    for layer in np.unique(np.concatenate([lower, lower + 1])):
-        member = (lower == layer) | ((lower == layer - 1) & (frac > 0))
-        if member.any():
-            out[int(layer)] = flat[member]
-    return out
+    """Flat indices of the occlusion-edge pixels of each layer (a pixel is in both of its layers);
+    ``far_edge`` is the flat mask of :func:`~magicbokeh.lens_blur_fill.far_side_of_edges`."""
+    flat = np.flatnonzero(far_edge)
+    lower = layers.lower.ravel()[flat]
+    above = layers.frac.ravel()[flat] > 0
+    keys = np.concatenate([lower, lower[above] + 1])
+    pixels = np.concatenate([flat, flat[above]])
+    order = np.argsort(keys, kind="stable")
+    layer_ids, starts = np.unique(keys[order], return_index=True)
+    groups = np.split(pixels[order], starts[1:])
+    return {int(layer): group for layer, group in zip(layer_ids, groups)}
 
 
 def build_layers(

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
-from .lens_blur_fill import _EDGE_TIE_PX, cells
+from .lens_blur_fill import _EDGE_TIE_PX, cells, fill_colours
 from .lens_blur_layers import JUMP_LAYERS, OCCLUDE_AFTER_LAYERS, LayerRules, for_row_blocks
 
 
@@ -96,6 +96,35 @@ def _light_cells_rows(lower, frac, linear, first, index, box, widths, offsets, f
                 flat[q + 1] += linear[y, x, 1] * share
                 flat[q + 2] += linear[y, x, 2] * share
                 flat[q + 3] += share
+
+
+def _clamp_weight(level: np.ndarray, gain: float) -> np.ndarray:
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.clamp_weight`, in place."""
+    _clamp_cells(level.reshape(-1, level.shape[2]), np.float32(gain))
+    return level
+
+
+def _blend_up(level: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.blend_up`, in place."""
+    _blend_cells(level.reshape(-1, level.shape[2]), up.reshape(-1, up.shape[2]))
+    return level
+
+
+@njit(cache=True, nogil=True)
+def _clamp_cells(cells, gain):
+    for i in range(cells.shape[0]):
+        alpha = cells[i, 3]
+        scale = min(gain * alpha, np.float32(1.0)) / max(alpha, np.float32(1e-6))
+        for c in range(cells.shape[1]):
+            cells[i, c] *= scale
+
+
+@njit(cache=True, nogil=True)
+def _blend_cells(cells, up):
+    for i in range(cells.shape[0]):
+        keep = np.float32(1.0) - cells[i, 3]
+        for c in range(cells.shape[1]):
+            cells[i, c] += up[i, c] * keep
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -200,6 +229,7 @@ COMPILED_RULES = LayerRules(
     split=_split,
     bits=_bits,
     light_cells=_light_cells,
+    colours=lambda sums: fill_colours(sums, clamp=_clamp_weight, blend=_blend_up),
     bands=_bands,
 )
 

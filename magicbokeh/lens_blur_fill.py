@@ -91,15 +91,16 @@ def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, in
 _EDGE_TIE_PX = 1.5
 
 
-def fill_colours(sums: np.ndarray) -> np.ndarray:
+def fill_colours(sums: np.ndarray, *, clamp=None, blend=None) -> np.ndarray:
     """The opaque surface a layer continues with, on its 2 x 2 cells.
 
     ``sums`` (h, w, 4) float32: per cell, the summed premultiplied colour (0-2) and coverage (3)
     of the layer's pixels in it (:func:`magicbokeh.lens_blur_layers.layer_light_cells`). Returns
     (h, w, 4) float32 colour with coverage 1, read back at the band's pixels with
-    :func:`sample_cells`.
+    :func:`sample_cells`. ``clamp`` and ``blend`` replace :func:`clamp_weight` and
+    :func:`blend_up` (the compiled twins do, in place).
     """
-    return _push_pull(np.ascontiguousarray(sums, dtype=np.float32))
+    return _push_pull(np.ascontiguousarray(sums, dtype=np.float32), clamp or clamp_weight, blend or blend_up)
 
 
 def sample_cells(filled: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def sample_cells(filled: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarr
     return up[ys, xs]
 
 
-def _push_pull(sums: np.ndarray) -> np.ndarray:
+def _push_pull(sums: np.ndarray, clamp, blend) -> np.ndarray:
     """The colours a layer continues with into its uncovered cells, opaque, same shape.
 
     ``sums``: (h, w, c) float32, premultiplied channels with the coverage (weight) in channel 3.
@@ -124,9 +125,9 @@ def _push_pull(sums: np.ndarray) -> np.ndarray:
     averaging.
     """
     n = sums.shape[2]
-    levels = [_clamp_weight(sums, 1.0)]
+    levels = [clamp(sums, 1.0)]
     while min(levels[-1].shape[:2]) > 2:
-        levels.append(_clamp_weight(cv2.pyrDown(levels[-1]), _PUSH_GAIN))
+        levels.append(clamp(cv2.pyrDown(levels[-1]), _PUSH_GAIN))
     # Coarsest level (<= 2 px a side): cells the layer never reached take its mean colour. From
     # here on every level is opaque (coverage 1), so the way up needs no more normalising.
     coarsest = levels[-1]
@@ -135,17 +136,22 @@ def _push_pull(sums: np.ndarray) -> np.ndarray:
     if total[3] > 1e-6:
         filled[coarsest[..., 3] <= 1e-6] = total / total[3]
     for level in reversed(levels[:-1]):
-        up = cv2.pyrUp(filled, dstsize=(level.shape[1], level.shape[0]))
-        keep = cv2.subtract(1.0, cv2.extractChannel(level, 3))
-        filled = cv2.add(level, cv2.multiply(up, channels(keep, n)))
+        filled = blend(level, cv2.pyrUp(filled, dstsize=(level.shape[1], level.shape[0])))
     return filled
 
 
-def _clamp_weight(level: np.ndarray, gain: float) -> np.ndarray:
+def clamp_weight(level: np.ndarray, gain: float) -> np.ndarray:
     """``level`` with its weight (channel 3) times ``gain`` clamped to 1, colours scaled alike."""
     alpha = cv2.extractChannel(level, 3)
     scale = np.minimum(np.float32(gain) * alpha, np.float32(1.0)) / np.maximum(alpha, np.float32(1e-6))
     return cv2.multiply(level, channels(scale, level.shape[2]))
+
+
+def blend_up(level: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """``level`` keeps its own colour in proportion to its weight (channel 3) and takes the rest
+    from ``up``, the opaque coarser level upsampled."""
+    keep = cv2.subtract(1.0, cv2.extractChannel(level, 3))
+    return cv2.add(level, cv2.multiply(up, channels(keep, level.shape[2])))
 
 
 #: Weight gain per pyramid level in :func:`_push_pull`: a coarse pixel stands for 2 x 2 fine ones.

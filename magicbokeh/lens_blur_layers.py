@@ -187,10 +187,10 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
     pool = worker_pool(threads)
     if pool is None:
         dists = [edge_distance(edge_layers[L], width, box) for L, box in zip(order, boxes)]
-        colours = [fill_colours(sums) for sums in rules.light_cells(layers, order, boxes, threads)]
+        colours = [rules.colours(sums) for sums in rules.light_cells(layers, order, boxes, threads)]
     else:
         dists = [pool.submit(edge_distance, edge_layers[L], width, box) for L, box in zip(order, boxes)]
-        colours = [pool.submit(fill_colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
+        colours = [pool.submit(rules.colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
         dists = [job.result() for job in dists]
         colours = [job.result() for job in colours]
     for layer, (ys, xs, sampled) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):
@@ -251,12 +251,14 @@ def build_layers(
 class LayerRules:
     """The layer rules as functions, so that compiled twins can stand in for the NumPy ones:
     ``split(radius, threads)`` -> (lower, frac); ``bits(lower, threads)`` -> occlusion bits;
-    ``light_cells(layers, order, boxes, threads)`` -> :func:`light_cells`; ``bands(radius, order, boxes,
-    dists, colours, threads)`` -> :func:`fill_bands`."""
+    ``light_cells(layers, order, boxes, threads)`` -> :func:`light_cells`; ``colours(sums)`` ->
+    :func:`~magicbokeh.lens_blur_fill.fill_colours`; ``bands(radius, order, boxes, dists, colours,
+    threads)`` -> :func:`fill_bands`."""
 
     split: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
     bits: Callable[[np.ndarray, int], np.ndarray]
     light_cells: Callable[..., list[np.ndarray]]
+    colours: Callable[[np.ndarray], np.ndarray]
     bands: Callable[..., list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
@@ -266,6 +268,7 @@ NUMPY_RULES = LayerRules(
     split=lambda radius, threads: split_radius(radius),
     bits=lambda lower, threads: occlusion_bits(lower),
     light_cells=light_cells,
+    colours=fill_colours,
     bands=fill_bands,
 )
 

@@ -35,9 +35,6 @@ from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups, worker_pool
 #: kernel's reach above and below are not revisited too often.
 BAND_ROWS = 64
 _EMPTY = 1 << 30  # an empty touched box starts at this column
-#: A gathered row whose touched cells fill at least 1 / this of its span is scattered tap by tap
-#: as contiguous multiply-adds (vectorised); a sparser one cell by cell.
-_DENSE_ROW_RATIO = 4
 #: Coverage, occlusion and fill below this are round-off of the running sums (a disc's own
 #: smallest tap is ~1e-4 of a pixel's light): such pixels get nothing from the group.
 _NOTHING = np.float32(1e-8)
@@ -276,67 +273,89 @@ def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl
     row-difference buffers (``centre0``: flat buffer index of column 0 of the source row, padding
     included), mark the touched box (rows ``r0 .. r1``) and clear the gathered row.
 
-    A row whose touched cells are dense is scattered one tap at a time over its whole span, as
-    contiguous multiply-adds that the compiler vectorises; a sparse one, one cell at a time."""
+    The touched cells are scattered in runs (gaps of up to :data:`_RUN_GAP` empty cells), each run
+    one tap at a time as contiguous multiply-adds over its whole span, which the compiler
+    vectorises; cells of runs shorter than :data:`_MIN_RUN` one at a time."""
     lo = touched[0]
     hi = touched[0]
     for t in range(1, n):
         lo = min(lo, touched[t])
         hi = max(hi, touched[t])
-    span = hi - lo + 1
-    has_mask = False
+    c = lo
+    while c <= hi:
+        start = last = c  # c is touched: the scan only stops on touched cells
+        c += 1
+        while c <= hi and c - last <= _RUN_GAP:
+            if is_touched[c]:
+                last = c
+            c += 1
+        if last - start + 1 >= _MIN_RUN:
+            _scatter_span(start, last, centre0, e0, e1, offset, value, acc4, acc2, dl, dm)
+        else:
+            for cell in range(start, last + 1):
+                if is_touched[cell]:
+                    _scatter_cell(cell, centre0, e0, e1, offset, value, acc4, acc2, dl, dm)
+        while c <= hi and not is_touched[c]:
+            c += 1
     for t in range(n):
-        c = touched[t]
-        if acc2[2 * c] != 0 or acc2[2 * c + 1] != 0:
-            has_mask = True
-            break
-    dense = _DENSE_ROW_RATIO * n >= span
-    if dense:
-        for e in range(e0, e1):
-            k = value[e]
-            d = uint64(4 * (centre0 + lo + offset[e]))
-            a = uint64(4 * lo)
-            for j in range(uint64(4 * span)):
-                dl[d + j] += k * acc4[a + j]
-            if has_mask:
-                d = uint64(2 * (centre0 + lo + offset[e]))
-                a = uint64(2 * lo)
-                for j in range(uint64(2 * span)):
-                    dm[d + j] += k * acc2[a + j]
-    else:
-        for t in range(n):
-            c = touched[t]
-            m0 = acc2[2 * c]
-            m1 = acc2[2 * c + 1]
-            base = centre0 + c
-            for e in range(e0, e1):
-                _axpy4(dl, 4 * (base + offset[e]), value[e], acc4, 4 * c)
-            if m1 != 0:  # a fill cell: both masks
-                for e in range(e0, e1):
-                    q = uint64(base + offset[e])
-                    k = value[e]
-                    dm[uint64(2) * q] += k * m0
-                    dm[uint64(2) * q + uint64(1)] += k * m1
-            elif m0 != 0:  # most cells: occlusion only
-                for e in range(e0, e1):
-                    dm[uint64(2) * uint64(base + offset[e])] += value[e] * m0
-    if dense:
-        acc4[4 * lo : 4 * (hi + 1)] = 0.0
-        acc2[2 * lo : 2 * (hi + 1)] = 0.0
-        for t in range(n):
-            is_touched[touched[t]] = False
-    else:  # a sparse row: clear its cells, not its whole span
-        for t in range(n):
-            c = touched[t]
-            is_touched[c] = False
-            for ch in range(4):
-                acc4[4 * c + ch] = 0.0
-            acc2[2 * c] = 0.0
-            acc2[2 * c + 1] = 0.0
+        cell = touched[t]
+        is_touched[cell] = False
+        for ch in range(4):
+            acc4[4 * cell + ch] = 0.0
+        acc2[2 * cell] = 0.0
+        acc2[2 * cell + 1] = 0.0
     box[0] = min(box[0], r0)
     box[1] = max(box[1], r1)
     box[2] = min(box[2], lo)
     box[3] = max(box[3], hi)
+
+
+#: Empty cells a run of touched cells may bridge: scattering a few empty cells as part of a
+#: vectorised run costs less than starting another.
+_RUN_GAP = 8
+#: Runs shorter than this are scattered cell by cell.
+_MIN_RUN = 3
+
+
+@njit(**_KERNEL, inline="always")
+def _scatter_span(a, b, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
+    """Cells ``a .. b`` through taps ``e0 .. e1``, one tap at a time over the whole span."""
+    has_mask = False
+    for cell in range(a, b + 1):
+        if acc2[2 * cell] != 0 or acc2[2 * cell + 1] != 0:
+            has_mask = True
+            break
+    span = b - a + 1
+    for e in range(e0, e1):
+        k = value[e]
+        d = uint64(4 * (centre0 + a + offset[e]))
+        s = uint64(4 * a)
+        for j in range(uint64(4 * span)):
+            dl[d + j] += k * acc4[s + j]
+        if has_mask:
+            d = uint64(2 * (centre0 + a + offset[e]))
+            s = uint64(2 * a)
+            for j in range(uint64(2 * span)):
+                dm[d + j] += k * acc2[s + j]
+
+
+@njit(**_KERNEL, inline="always")
+def _scatter_cell(cell, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
+    """One cell through taps ``e0 .. e1``: its light as one 4-lane multiply-add per tap."""
+    m0 = acc2[2 * cell]
+    m1 = acc2[2 * cell + 1]
+    base = centre0 + cell
+    for e in range(e0, e1):
+        _axpy4(dl, 4 * (base + offset[e]), value[e], acc4, 4 * cell)
+    if m1 != 0:  # a fill cell: both masks
+        for e in range(e0, e1):
+            q = uint64(base + offset[e])
+            k = value[e]
+            dm[uint64(2) * q] += k * m0
+            dm[uint64(2) * q + uint64(1)] += k * m1
+    elif m0 != 0:  # most cells: occlusion only
+        for e in range(e0, e1):
+            dm[uint64(2) * uint64(base + offset[e])] += value[e] * m0
 
 
 @njit(**_KERNEL)

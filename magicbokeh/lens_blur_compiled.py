@@ -439,15 +439,19 @@ def _composite_fine(y0, width, dl, dm, box, pad, stride, has_fill, colour, occlu
                 m1 += dm[2 * q + 1]
                 dm[2 * q + 1] = 0.0
             x = c - pad
-            if 0 <= x < width and (r3 > _NOTHING or m0 > _NOTHING or m1 > _NOTHING):
+            if 0 <= x < width:
                 p = pixel0 + c
                 _composite_pixel(colour, occluded, behind_fill, image0 + 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
 
 
 @njit(**_KERNEL, inline="always")
 def _composite_pixel(colour, occluded, behind_fill, ci, p, r0, r1, r2, r3, m0, m1, has_fill):
-    """One pixel of one group: ``ci`` its flat colour index, ``p`` its flat band index. (No
-    data-dependent branches: they cost more than the arithmetic they would skip.)"""
+    """One pixel of one group: ``ci`` its flat colour index, ``p`` its flat band index. Skipped
+    where the group brings nothing (round-off of the running sums) and where nearer groups
+    already hide the pixel completely (nothing behind can change it; these come in runs, so the
+    branch is cheap)."""
+    if occluded[p] >= np.float32(1.0) or not (r3 > _NOTHING or m0 > _NOTHING or m1 > _NOTHING):
+        return
     seen = min(max(np.float32(1.0) - occluded[p], np.float32(0.0)), np.float32(1.0)) * behind_fill[p]
     colour[ci] += max(r0, np.float32(0.0)) * seen
     colour[ci + 1] += max(r1, np.float32(0.0)) * seen

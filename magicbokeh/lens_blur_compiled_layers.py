@@ -156,7 +156,7 @@ def _bands(radius, order, boxes, dists, colours, threads):
 
     for_row_blocks(count, height, threads, _BAND_BLOCK_ROWS)
     starts = np.cumsum(counts, axis=0)  # block b of layer i fills starts[b, i] .. starts[b + 1, i]
-    out = [(np.empty(n, np.int32), np.empty(n, np.int32), np.empty((n, 4), np.float32)) for n in starts[-1]]
+    out = [(np.empty(n, np.int32), np.empty(n, np.int32), np.empty((n, 6), np.float32)) for n in starts[-1]]
     listing = (List([o[0] for o in out]), List([o[1] for o in out]), List([o[2] for o in out]))
 
     def fill(y0: int, y1: int) -> None:
@@ -212,8 +212,8 @@ def _band_rows(radius, layer, box, dists, colours, y0, y1, tie, listing):
 
 @njit(cache=True, nogil=True, inline="always")
 def _sample(filled, y, x, out, k):
-    """Compiled twin of :func:`magicbokeh.lens_blur_fill.sample_cells` at one pixel, into
-    ``out[k]``."""
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.sample_cells` at one pixel, into the
+    fill values ``out[k]`` (colour and coverage, member occlusion 0, fill occlusion)."""
     h, w, c = filled.shape
     ky, wy0, wy1 = coarse_taps(y, h)
     kx, wx0, wx1 = coarse_taps(x, w)
@@ -222,6 +222,8 @@ def _sample(filled, y, x, out, k):
         top = wx0 * filled[ky, kx, ch] + wx1 * filled[ky, kx1, ch]
         bottom = wx0 * filled[ky1, kx, ch] + wx1 * filled[ky1, kx1, ch]
         out[k, ch] = wy0 * top + wy1 * bottom
+    out[k, 4] = 0.0
+    out[k, 5] = out[k, 3]
 
 
 #: Compiled twins of :data:`magicbokeh.lens_blur_layers.NUMPY_RULES` (same layers, faster).

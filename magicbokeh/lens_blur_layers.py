@@ -193,11 +193,8 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
         colours = [pool.submit(rules.colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
         dists = [job.result() for job in dists]
         colours = [job.result() for job in colours]
-    for layer, (ys, xs, sampled) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):
+    for layer, (ys, xs, values) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):
         if ys.size:
-            values = np.zeros((ys.size, 6), np.float32)
-            values[:, :4] = sampled  # opaque: coverage 1
-            values[:, 5] = values[:, 3]  # the fill's own occlusion (members' occlusion stays 0)
             layers.fills[layer] = FillItems(ys, xs, values)
 
 
@@ -206,16 +203,21 @@ def fill_bands(
     colours: list[np.ndarray], threads: int = 1,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
     """Per layer of ``order`` (far to near), the pixels of its hidden band (int32 rows, columns in
-    the photo, row-major; :func:`~magicbokeh.lens_blur_fill.hidden_band`) and its fill colour
-    there ((n, 4) float32, :func:`~magicbokeh.lens_blur_fill.sample_cells`). ``boxes``, ``dists``
-    and ``colours`` are the layers' boxes, cell distances to their edges and filled cells.
+    the photo, row-major; :func:`~magicbokeh.lens_blur_fill.hidden_band`) and their
+    :class:`FillItems` values: the fill colour there (:func:`~magicbokeh.lens_blur_fill.sample_cells`,
+    opaque: coverage 1), no member occlusion, and the fill's own occlusion (its coverage).
+    ``boxes``, ``dists`` and ``colours`` are the layers' boxes, cell distances to their edges and
+    filled cells.
 
     Far to near, because a hidden point belongs to the nearest edge among the farther layers."""
     edge_dist = np.full(radius.shape, np.inf, np.float32)
     out = []
     for layer, box, dist, filled in zip(order, boxes, dists, colours):
         ys, xs = hidden_band(radius, layer, dist, box, edge_dist, layer + OCCLUDE_AFTER_LAYERS)
-        out.append(((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), sample_cells(filled, ys, xs)))
+        values = np.zeros((ys.size, 6), np.float32)
+        values[:, :4] = sample_cells(filled, ys, xs)
+        values[:, 5] = values[:, 3]
+        out.append(((ys + box[0]).astype(np.int32), (xs + box[2]).astype(np.int32), values))
     return out
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.typed import List
 
 from .lens_blur_fill import _EDGE_TIE_PX, cells, fill_colours
 from .lens_blur_layers import JUMP_LAYERS, OCCLUDE_AFTER_LAYERS, LayerRules, for_row_blocks
+
+
+#: Options of the kernels that allocate nothing (reference counting off: see
+#: :mod:`magicbokeh.lens_blur_compiled`).
+_FAST = dict(cache=True, nogil=True, _nrt=False)
 
 
 def _split(radius: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,80 +151,98 @@ def _bands(radius, order, boxes, dists, colours, threads):
     height = radius.shape[0]
     layer = np.asarray(order, np.int64)
     box = np.asarray(boxes, np.int64).reshape(-1, 4)
-    dists, colours = List(dists), List(colours)
+    widths = np.asarray([cells(b)[1] for b in boxes], np.int64)
+    dist_flat, dist_start = _packed(dists)
+    colour_flat, colour_start = _packed(colours)
+    grids = (layer, box, widths, dist_flat, dist_start, colour_flat, colour_start)
     blocks = -(-height // _BAND_BLOCK_ROWS)
     counts = np.zeros((blocks + 1, layer.size), np.int64)
 
     def count(y0: int, y1: int) -> None:
-        counts[y0 // _BAND_BLOCK_ROWS + 1] = _band_rows(radius, layer, box, dists, colours, y0, y1, _EDGE_TIE_PX, None)
+        scratch = np.empty(radius.shape[1], np.float32)
+        _band_rows(radius, *grids, y0, y1, _EDGE_TIE_PX, counts[y0 // _BAND_BLOCK_ROWS + 1], scratch, None)
 
     for_row_blocks(count, height, threads, _BAND_BLOCK_ROWS)
-    starts = np.cumsum(counts, axis=0)  # block b of layer i fills starts[b, i] .. starts[b + 1, i]
-    out = [(np.empty(n, np.int32), np.empty(n, np.int32), np.empty((n, 6), np.float32)) for n in starts[-1]]
-    listing = (List([o[0] for o in out]), List([o[1] for o in out]), List([o[2] for o in out]))
+    # Layer i's pixels are out[start[i] : start[i + 1]], block b's from start[i] + before[b, i].
+    before = np.cumsum(counts, axis=0)
+    start = np.concatenate([[0], np.cumsum(before[-1])])
+    ys, xs, values = np.empty(start[-1], np.int32), np.empty(start[-1], np.int32), np.empty((start[-1], 6), np.float32)
 
     def fill(y0: int, y1: int) -> None:
-        cursor = starts[y0 // _BAND_BLOCK_ROWS].copy()
-        _band_rows(radius, layer, box, dists, colours, y0, y1, _EDGE_TIE_PX, (cursor, *listing))
+        cursor = start[:-1] + before[y0 // _BAND_BLOCK_ROWS]
+        scratch = np.empty(radius.shape[1], np.float32)
+        _band_rows(radius, *grids, y0, y1, _EDGE_TIE_PX, np.zeros(layer.size, np.int64), scratch, (cursor, ys, xs, values))
 
     for_row_blocks(fill, height, threads, _BAND_BLOCK_ROWS)
-    return out
+    return [(ys[a:b], xs[a:b], values[a:b]) for a, b in zip(start[:-1], start[1:])]
+
+
+def _packed(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One flat float32 buffer holding ``arrays`` and each one's start in it: the buffer they are
+    already views of (as :func:`magicbokeh.lens_blur_layers.add_fills` and the compiled cell light
+    make them; no copy), else a copy."""
+    owner = arrays[0].base if arrays else None
+    if owner is not None and owner.ndim == 1 and owner.dtype == np.float32 and owner.flags.c_contiguous:
+        if all(a.base is owner and a.flags.c_contiguous for a in arrays):
+            origin = owner.__array_interface__["data"][0]
+            starts = [(a.__array_interface__["data"][0] - origin) // owner.itemsize for a in arrays]
+            return owner, np.asarray(starts, np.int64)
+    sizes = [a.size for a in arrays]
+    flat = np.concatenate([np.ascontiguousarray(a, dtype=np.float32).ravel() for a in arrays] or [np.zeros(0, np.float32)])
+    return flat, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
 
 #: Rows per block of the band pass (each block counts, then lists, its own band pixels).
 _BAND_BLOCK_ROWS = 64
 
 
-@njit(cache=True, nogil=True)
-def _band_rows(radius, layer, box, dists, colours, y0, y1, tie, listing):
-    """Rows ``y0 .. y1`` of :func:`_bands`: returns each layer's count of band pixels; with
-    ``listing`` = (cursor, ys, xs, values), also writes them at each layer's cursor."""
-    width = radius.shape[1]
+@njit(**_FAST)
+def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_start, y0, y1, tie, counts, closest, listing):
+    """Rows ``y0 .. y1`` of :func:`_bands`: adds each layer's count of band pixels to ``counts``;
+    with ``listing`` = (cursor, ys, xs, values), also writes them at each layer's cursor. Layer i's
+    cell distances and filled cells are row-major in ``dist`` and ``colour`` from its starts;
+    ``closest`` is a row of scratch."""
     slack = np.float32(tie)
-    counts = np.zeros(layer.size, np.int64)
-    closest = np.empty(width, np.float32)
     for y in range(y0, y1):
         closest[:] = np.inf
         for i in range(layer.size):
             by0, by1, bx0, bx1 = box[i, 0], box[i, 1], box[i, 2], box[i, 3]
             if y < by0 or y >= by1:
                 continue
-            dist = dists[i]
-            drow = (y - by0) >> 1
+            w = widths[i]
+            row = dist_start[i] + ((y - by0) >> 1) * w
             nearer_than = np.float32(layer[i] + OCCLUDE_AFTER_LAYERS)
             extra = np.float32(abs(layer[i]) + 2)
-            if listing is not None:  # this layer's lists, looked up once per row
-                cursor, all_ys, all_xs, all_values = listing
-                ys, xs, values, filled = all_ys[i], all_xs[i], all_values[i], colours[i]
-                k = cursor[i]
             n = 0
             for x in range(bx0, bx1):
-                d = dist[drow, (x - bx0) >> 1]
+                d = dist[row + ((x - bx0) >> 1)]
                 r = radius[y, x]
                 if r >= nearer_than and d <= abs(r) + extra and d <= closest[x] + slack:
                     if listing is not None:
-                        ys[k + n] = y
-                        xs[k + n] = x
-                        _sample(filled, y - by0, x - bx0, values, k + n)
+                        cursor, ys, xs, values = listing
+                        k = cursor[i] + n
+                        ys[k] = y
+                        xs[k] = x
+                        h = (by1 - by0 + 1) // 2
+                        _sample(colour, colour_start[i], h, w, y - by0, x - bx0, values, k)
                     n += 1
                 closest[x] = min(closest[x], d)
             counts[i] += n
             if listing is not None:
-                cursor[i] = k + n
-    return counts
+                listing[0][i] += n
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _sample(filled, y, x, out, k):
-    """Compiled twin of :func:`magicbokeh.lens_blur_fill.sample_cells` at one pixel, into the
-    fill values ``out[k]`` (colour and coverage, member occlusion 0, fill occlusion)."""
-    h, w, c = filled.shape
+@njit(**_FAST, inline="always")
+def _sample(colour, start, h, w, y, x, out, k):
+    """Compiled twin of :func:`magicbokeh.lens_blur_fill.sample_cells` at pixel (y, x) of a box
+    whose (h, w) filled cells are row-major in ``colour`` from ``start``, into the fill values
+    ``out[k]`` (colour and coverage, member occlusion 0, fill occlusion)."""
     ky, wy0, wy1 = coarse_taps(y, h)
     kx, wx0, wx1 = coarse_taps(x, w)
     ky1, kx1 = min(ky + 1, h - 1), min(kx + 1, w - 1)
-    for ch in range(c):
-        top = wx0 * filled[ky, kx, ch] + wx1 * filled[ky, kx1, ch]
-        bottom = wx0 * filled[ky1, kx, ch] + wx1 * filled[ky1, kx1, ch]
+    for ch in range(4):
+        top = wx0 * colour[start + 4 * (ky * w + kx) + ch] + wx1 * colour[start + 4 * (ky * w + kx1) + ch]
+        bottom = wx0 * colour[start + 4 * (ky1 * w + kx) + ch] + wx1 * colour[start + 4 * (ky1 * w + kx1) + ch]
         out[k, ch] = wy0 * top + wy1 * bottom
     out[k, 4] = 0.0
     out[k, 5] = out[k, 3]

@@ -74,16 +74,18 @@ def cells(box: tuple[int, int, int, int]) -> tuple[int, int]:
     return (box[1] - box[0] + 1) // 2, (box[3] - box[2] + 1) // 2
 
 
-def edge_distance(edge_idx: np.ndarray, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+def edge_distance(
+    edge_idx: np.ndarray, width: int, box: tuple[int, int, int, int], out: np.ndarray | None = None
+) -> np.ndarray:
     """(h, w) float32 distance (px, 5 x 5 chamfer on the cells) from each 2 x 2 cell of ``box`` to
     the nearest cell holding one of the edge pixels ``edge_idx`` (flat indices in a photo
-    ``width`` wide); 0 in those cells."""
+    ``width`` wide); 0 in those cells. Written into ``out`` when given."""
     y0, _, x0, _ = box
     seeds = np.full(cells(box), 255, np.uint8)
     ey, ex = np.divmod(edge_idx, width)
     seeds[(ey - y0) // 2, (ex - x0) // 2] = 0
     dist = cv2.distanceTransform(seeds, cv2.DIST_L2, cv2.DIST_MASK_5)
-    return dist * np.float32(2.0)
+    return np.multiply(dist, np.float32(2.0), out=out)
 
 
 #: Slack (px) when comparing distances to the edges of two layers: the two layers a surface is

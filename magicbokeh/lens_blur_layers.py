@@ -184,12 +184,17 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
         y0, x0 = max(int(eys.min()) - reach, 0), max(int(exs.min()) - reach, 0)
         y1, x1 = min(int(eys.max()) + reach + 1, height), min(int(exs.max()) + reach + 1, width)
         boxes.append((y0 - y0 % 2, y1, x0 - x0 % 2, x1))
+    # The distances of all layers in one buffer, which the compiled bands read without copying.
+    shapes = [cells(box) for box in boxes]
+    ends = np.cumsum([h * w for h, w in shapes])
+    flat = np.empty(int(ends[-1]), np.float32)
+    outs = [flat[end - h * w : end].reshape(h, w) for end, (h, w) in zip(ends, shapes)]
     pool = worker_pool(threads)
     if pool is None:
-        dists = [edge_distance(edge_layers[L], width, box) for L, box in zip(order, boxes)]
+        dists = [edge_distance(edge_layers[L], width, box, out) for L, box, out in zip(order, boxes, outs)]
         colours = [rules.colours(sums) for sums in rules.light_cells(layers, order, boxes, threads)]
     else:
-        dists = [pool.submit(edge_distance, edge_layers[L], width, box) for L, box in zip(order, boxes)]
+        dists = [pool.submit(edge_distance, edge_layers[L], width, box, out) for L, box, out in zip(order, boxes, outs)]
         colours = [pool.submit(rules.colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
         dists = [job.result() for job in dists]
         colours = [job.result() for job in colours]

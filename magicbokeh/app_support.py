@@ -10,7 +10,7 @@ from typing import Any
 from .lru import LruCache
 from .errors import MagicBokehError
 from .depth.from_photo import open_photo
-from .images import Photo, content_key
+from .images import Photo, photo_key
 
 #: Menu values besides the names in :data:`magicbokeh.depth.DEPTH_MODELS`.
 DEPTH_AUTO = "auto"
@@ -122,6 +122,6 @@ def simulate_low_quality(image: Any, *, preset: str = "realesrgan", seed: Any = 
     def simulate() -> Photo:
         rgb = degrade(photo.rgb, preset=preset, scale=scale, seed=seed)
         note = f"simulated low-quality capture: {preset} x{scale:g}, seed {seed}"
-        return Photo(rgb=rgb, key=content_key(rgb), messages=[*photo.messages, note], name=photo.name)
+        return Photo(rgb=rgb, key=photo_key(rgb), messages=[*photo.messages, note], name=photo.name)
 
     return _LQ_CACHE.get_or_make((photo.key, preset, float(scale), seed), simulate)

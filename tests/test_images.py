@@ -7,7 +7,15 @@ import pytest
 from PIL import Image
 
 from magicbokeh.errors import MagicBokehError
-from magicbokeh.images import disparity_from_map, load_map, load_photo, save_png
+from magicbokeh.images import (
+    content_key,
+    disparity_from_map,
+    exact_levels,
+    load_map,
+    load_photo,
+    photo_key,
+    save_png,
+)
 
 
 def _png_bytes(img: Image.Image, **kw) -> bytes:
@@ -169,3 +177,104 @@ def test_iphone_heic_from_shared():
         pytest.skip("../shared/testdata/phone-depth is not present in this checkout")
     photo = load_photo(path)
     assert photo.size == (4032, 3024)
+
+
+# The 8-bit fast path: float RGB made in one pass from the decoded uint8 pixels, keyed by them.
+
+
+def _reference_unit(u8: np.ndarray) -> np.ndarray:
+    """The general conversion the fast path must reproduce bit for bit."""
+    return np.clip(u8.astype(np.float32) / 255.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (600, 500, 3)])  # the second spans several scan blocks
+def test_8bit_photos_give_the_same_pixels_and_key_by_every_road(tmp_path, shape):
+    u8 = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+    u8[0, 0], u8[-1, -1] = 0, 255
+    path = tmp_path / "p.png"
+    Image.fromarray(u8).save(path)
+    expected = _reference_unit(u8)
+    photos = [load_photo(path), load_photo(path.read_bytes()), load_photo(Image.fromarray(u8)), load_photo(u8),
+              load_photo(np.asfortranarray(u8)), load_photo(expected.copy()),
+              load_photo(Image.fromarray(u8).convert("RGBA"))]  # opaque alpha: the same pixels
+    for photo in photos:
+        assert photo.rgb.dtype == np.float32 and photo.rgb.flags.c_contiguous
+        assert photo.rgb.tobytes() == expected.tobytes()
+        assert photo.messages == []
+    # One key for one content: that of the 8-bit pixels, whichever road decoded them.
+    assert {p.key for p in photos} == {content_key(u8)}
+    assert photo_key(expected) == content_key(u8)
+
+
+def test_8bit_gray_and_palette_photos_match_the_general_path():
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (30, 40), dtype=np.uint8)
+    expected = _reference_unit(np.repeat(gray[..., None], 3, axis=2))
+    for source in (gray, Image.fromarray(gray), _png_bytes(Image.fromarray(gray))):
+        photo = load_photo(source)
+        assert photo.rgb.tobytes() == expected.tobytes() and photo.key == photo_key(expected)
+        assert any("grayscale" in m for m in photo.messages)
+    palette = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).convert("P")
+    photo = load_photo(_png_bytes(palette))
+    expected = _reference_unit(np.asarray(palette.convert("RGB")))
+    assert photo.rgb.tobytes() == expected.tobytes() and photo.key == photo_key(expected)
+
+
+def test_translucent_photo_is_flattened_and_keyed_by_its_floats():
+    rgba = np.random.default_rng(2).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[3, 4, 3] = 254  # one pixel not opaque
+    photo = load_photo(Image.fromarray(rgba))
+    f = rgba.astype(np.float32) / 255.0
+    expected = np.clip(f[..., :3] * f[..., 3:4] + (1.0 - f[..., 3:4]), 0.0, 1.0).astype(np.float32)
+    assert photo.rgb.tobytes() == expected.tobytes()
+    assert any("transparency" in m for m in photo.messages)
+    assert exact_levels(photo.rgb) is None and photo.key == content_key(photo.rgb)
+
+
+def test_keys_tell_nearly_equal_images_apart():
+    u8 = np.random.default_rng(3).integers(0, 256, (600, 500, 3), dtype=np.uint8)
+    u8[0, 0, 0] = u8[-1, -1, -1] = 0
+    rgb = _reference_unit(u8)
+    assert exact_levels(rgb).tobytes() == u8.tobytes()
+    keys = {photo_key(rgb)}
+    for index in [(0, 0, 0), (599, 499, 2)]:  # the first and the last scan block
+        for value in (2**-30, np.nan, -0.0, 1.5, -1 / 255, 0.5):  # 0.5: between two levels
+            other = rgb.copy()
+            other[index] = value
+            assert exact_levels(other) is None
+            key = photo_key(other)
+            assert key == content_key(other) and key not in keys
+            keys.add(key)
+    assert exact_levels(rgb.astype(np.float64)) is None  # only float32 images have 8-bit levels
+
+
+def test_saved_pixels_are_rounded_exactly(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(4)
+    rgb = (rng.random((31, 45, 3)) * 1.4 - 0.2).astype(np.float32)
+    edge = [0.5 - 2**-25, 1.0, 0.0, -0.0, 0.5 / 255, 127.5 / 255, 1e-9, 0.99999994, 2.0, -3.0]
+    rgb[0, : len(edge), 0] = edge
+    rgb[1, : len(edge), 2] = edge
+    want8 = (np.clip(rgb, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    got = np.asarray(Image.open(save_png(tmp_path / "c.png", rgb)).convert("RGB"))  # RGB order
+    assert np.array_equal(got, want8)
+    gray = rgb[..., 0]
+    want16 = (np.clip(gray, 0.0, 1.0) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
+    assert np.array_equal(cv2.imread(str(save_png(tmp_path / "g.png", gray, bits=16)), cv2.IMREAD_UNCHANGED), want16)
+    got16 = cv2.imread(str(save_png(tmp_path / "c16.png", rgb[:, ::-1], bits=16)), cv2.IMREAD_UNCHANGED)
+    want = (np.clip(rgb[:, ::-1], 0.0, 1.0) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
+    assert np.array_equal(got16[..., ::-1], want)
+
+
+def test_map_levels_are_scaled_like_astype(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(6)
+    for dtype, top in ((np.uint8, 255.0), (np.uint16, 65535.0)):
+        raw = rng.integers(0, int(top) + 1, (23, 29), dtype=dtype)
+        cv2.imwrite(str(tmp_path / "m.png"), raw)
+        for source in (tmp_path / "m.png", raw):
+            assert load_map(source).tobytes() == (raw.astype(np.float32) / top).tobytes()
+

@@ -189,13 +189,14 @@ def add_fills(layers: Layers, radius: np.ndarray, *, rules: LayerRules | None = 
     ends = np.cumsum([h * w for h, w in shapes])
     flat = np.empty(int(ends[-1]), np.float32)
     outs = [flat[end - h * w : end].reshape(h, w) for end, (h, w) in zip(ends, shapes)]
+    sums = rules.light_cells(layers, order, boxes, threads)  # first: it runs on all threads
     pool = worker_pool(threads)
     if pool is None:
         dists = [edge_distance(edge_layers[L], width, box, out) for L, box, out in zip(order, boxes, outs)]
-        colours = [rules.colours(sums) for sums in rules.light_cells(layers, order, boxes, threads)]
+        colours = [rules.colours(layer_sums) for layer_sums in sums]
     else:
         dists = [pool.submit(edge_distance, edge_layers[L], width, box, out) for L, box, out in zip(order, boxes, outs)]
-        colours = [pool.submit(rules.colours, sums) for sums in rules.light_cells(layers, order, boxes, threads)]
+        colours = [pool.submit(rules.colours, layer_sums) for layer_sums in sums]
         dists = [job.result() for job in dists]
         colours = [job.result() for job in colours]
     for layer, (ys, xs, values) in zip(order, rules.bands(radius, order, boxes, dists, colours, threads)):

@@ -154,7 +154,9 @@ def _bands(radius, order, boxes, dists, colours, threads):
     widths = np.asarray([cells(b)[1] for b in boxes], np.int64)
     dist_flat, dist_start = _packed(dists)
     colour_flat, colour_start = _packed(colours)
-    grids = (layer, box, widths, dist_flat, dist_start, colour_flat, colour_start)
+    # Cells farther than any band reaches (+ the tie slack) can change no band (see _band_rows).
+    beyond = float(np.abs(radius).max()) + float(np.abs(layer).max()) + 2.0 + _EDGE_TIE_PX
+    grids = (layer, box, widths, dist_flat, dist_start, colour_flat, colour_start, beyond)
     blocks = -(-height // _BAND_BLOCK_ROWS)
     counts = np.zeros((blocks + 1, layer.size), np.int64)
 
@@ -197,12 +199,18 @@ _BAND_BLOCK_ROWS = 64
 
 
 @njit(**_FAST)
-def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_start, y0, y1, tie, counts, closest, listing):
+def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_start, beyond, y0, y1, tie, counts, closest, listing):
     """Rows ``y0 .. y1`` of :func:`_bands`: adds each layer's count of band pixels to ``counts``;
     with ``listing`` = (cursor, ys, xs, values), also writes them at each layer's cursor. Layer i's
     cell distances and filled cells are row-major in ``dist`` and ``colour`` from its starts;
-    ``closest`` is a row of scratch."""
+    ``closest`` is a row of scratch.
+
+    A pixel farther than ``beyond`` (the largest reach of any band, plus the tie slack) from a
+    layer's edge is skipped for that layer: it is outside that band, and keeping its distance in
+    ``closest`` could change no later test (which needs a distance within the reach, and so within
+    the slack of this one)."""
     slack = np.float32(tie)
+    skip = np.float32(beyond)
     for y in range(y0, y1):
         closest[:] = np.inf
         for i in range(layer.size):
@@ -216,6 +224,8 @@ def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_star
             n = 0
             for x in range(bx0, bx1):
                 d = dist[row + ((x - bx0) >> 1)]
+                if d > skip:
+                    continue
                 r = radius[y, x]
                 if r >= nearer_than and d <= abs(r) + extra and d <= closest[x] + slack:
                     if listing is not None:

@@ -25,13 +25,15 @@ def normalise_disparity(raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float32)
     if raw.ndim != 2:
         raise MagicBokehError(f"a disparity map must be 2-D (H, W); got shape {raw.shape}.")
-    if not np.all(np.isfinite(raw)):
+    lo, hi = float(raw.min()), float(raw.max())  # NaN and infinities show in these two
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(np.count_nonzero(~np.isfinite(raw)))
         raise MagicBokehError(
             f"the disparity map has {bad} NaN or infinite values; fill or mask them before use."
         )
-    lo, hi = float(raw.min()), float(raw.max())
-    return ((raw - lo) / (hi - lo + 1e-8)).astype(np.float32)
+    # The same float32 operations as ``(raw - lo) / (hi - lo + 1e-8)``, without temporaries.
+    out = np.subtract(raw, np.float32(lo))
+    return np.divide(out, np.float32(hi - lo + 1e-8), out=out)
 
 
 def quantise_disparity_8bit(disparity: np.ndarray) -> np.ndarray:
@@ -127,10 +129,11 @@ def defocus_map(
     Returns:
         (H, W) float32: ``max(|d - f| - focal_range / 2, 0) * k / 32``, in [0, k / 32].
     """
-    dist = np.abs(np.asarray(disparity, np.float32) - np.float32(focus_disparity))
+    dist = np.subtract(np.asarray(disparity, np.float32), np.float32(focus_disparity))
+    np.abs(dist, out=dist)
     if focal_range > 0:
-        dist = np.maximum(dist - np.float32(focal_range / 2.0), 0.0)
-    return (dist * np.float32(k / 32.0)).astype(np.float32)
+        dist = np.maximum(dist - np.float32(focal_range / 2.0), np.float32(0.0))
+    return np.multiply(dist, np.float32(k / 32.0), out=dist)
 
 
 def in_focus_mask(defocus: np.ndarray) -> np.ndarray:
@@ -179,7 +182,7 @@ def signed_coc_radius_px(
     Within ``focal_range / 2`` of the focus the radius is 0 (fully sharp); beyond it the distance is
     measured from the edge of that range, so blur grows continuously.
     """
-    diff = np.asarray(disparity, np.float32) - np.float32(focus_disparity)
+    diff = np.subtract(np.asarray(disparity, np.float32), np.float32(focus_disparity))
     if focal_range > 0:
-        diff = np.sign(diff) * np.maximum(np.abs(diff) - np.float32(focal_range / 2.0), 0.0)
-    return (diff * np.float32(k)).astype(np.float32)
+        diff = (np.sign(diff) * np.maximum(np.abs(diff) - np.float32(focal_range / 2.0), np.float32(0.0))).astype(np.float32)
+    return np.multiply(diff, np.float32(k), out=diff)

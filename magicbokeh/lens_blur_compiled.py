@@ -53,9 +53,12 @@ def composite_layers(
     threads: int = 1,
     progress: Callable[[float], None] | None = None,
     finish: Callable[[slice, np.ndarray], None] | None = None,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """(H, W, 4) float32: premultiplied linear colour and coverage, all layers composited.
-    ``finish(rows, colour)``, when given, is called by the worker on each finished band."""
+
+    With ``finish``, the worker calls ``finish(rows, colour)`` on each band as it is done instead,
+    with the band's colour in a buffer of its own that is then reused (no frame-sized array: at
+    12 MP that one would be 190 MB written once), and this returns None."""
     lower = np.ascontiguousarray(layers.lower, dtype=np.int32)
     height, width = lower.shape
     first, last = layers.first, layers.last
@@ -65,8 +68,7 @@ def composite_layers(
     table = _kernel_table(aperture, tuple(map(tuple, groups)), half_res_radius_px, width)
     group_fill = np.asarray([any(L in layers.fills for L in g) for g in groups], np.bool_)
     fill_ptr, fill_x, fill_v = _fill_rows(layers, first, last, height)
-    colour = np.zeros((height, width, 4), np.float32)
-    flat_colour = colour.reshape(-1)
+    colour = np.zeros((height, width, 4), np.float32) if finish is None else None
     local = threading.local()
 
     def band(y0: int) -> None:
@@ -74,14 +76,19 @@ def composite_layers(
         if scratch is None:
             scratch = local.scratch = _Scratch(width, table)
         y1 = min(y0 + BAND_ROWS, height)
+        if colour is None:
+            band_colour = scratch.colour[: (y1 - y0) * width * 4]
+            band_colour[:] = 0.0
+        else:
+            band_colour = colour[y0:y1].reshape(-1)
         _render_band(
             y0, y1, lower, layers.frac, layers.linear, layers.occlusion_bits, buckets, bucket_start,
             extra_x, extra_start, first, table.layer, table.group_start, table.group_coarse,
             group_fill, table.half, table.row_start, table.offset, table.value,
-            fill_ptr, fill_x, fill_v, flat_colour, *scratch.arrays,
+            fill_ptr, fill_x, fill_v, band_colour, *scratch.arrays,
         )  # fmt: skip
         if finish is not None:
-            finish(slice(y0, y1), colour[y0:y1])
+            finish(slice(y0, y1), band_colour.reshape(y1 - y0, width, 4))
 
     starts = list(range(0, height, BAND_ROWS))
     pool = worker_pool(threads)
@@ -159,6 +166,7 @@ class _Scratch:
 
     def __init__(self, width: int, table: _KernelTable) -> None:
         crows = BAND_ROWS // 2 + 2
+        self.colour = np.zeros(BAND_ROWS * width * 4, np.float32)  # a band's colour, when finished per band
         self.arrays = (
             np.zeros(BAND_ROWS * width, np.float32),  # summed occlusion S
             np.ones(BAND_ROWS * width, np.float32),  # light passing the fills F
@@ -410,22 +418,21 @@ def _render_band(
         if coarse:
             _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride, group_fill[g], colour, occluded, behind_fill)  # fmt: skip
         else:
-            _composite_fine(y0, width, dl, dm, box, pad, stride, group_fill[g], colour, occluded, behind_fill)
+            _composite_fine(width, dl, dm, box, pad, stride, group_fill[g], colour, occluded, behind_fill)
 
 
 @njit(**_KERNEL)
-def _composite_fine(y0, width, dl, dm, box, pad, stride, has_fill, colour, occluded, behind_fill):
+def _composite_fine(width, dl, dm, box, pad, stride, has_fill, colour, occluded, behind_fill):
     """Running sums along each touched band row rebuild the group's blurred light, occlusion and
     fill; the light is added where nearer groups let it through, then the group occludes what lies
-    behind. The difference buffers are left zeroed. ``colour`` is the flat (H * W * 4) image,
-    ``occluded`` and ``behind_fill`` the flat band planes."""
+    behind. The difference buffers are left zeroed. ``colour`` (4 per pixel), ``occluded`` and
+    ``behind_fill`` are the flat planes of the band's rows."""
     if box[0] > box[1]:
         return
     for row in range(box[0], box[1] + 1):
         r0 = r1 = r2 = r3 = m0 = m1 = np.float32(0.0)
         base = row * stride
         pixel0 = row * width - pad  # band pixel index of buffer column c: pixel0 + c
-        image0 = (y0 * width) * 4  # colour index of the band's first pixel
         for c in range(box[2], box[3] + 1):
             q = base + c
             r0 += dl[4 * q]
@@ -441,7 +448,7 @@ def _composite_fine(y0, width, dl, dm, box, pad, stride, has_fill, colour, occlu
             x = c - pad
             if 0 <= x < width:
                 p = pixel0 + c
-                _composite_pixel(colour, occluded, behind_fill, image0 + 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
+                _composite_pixel(colour, occluded, behind_fill, 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
 
 
 @njit(**_KERNEL, inline="always")
@@ -487,7 +494,6 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         b0 = r0 * cstride
         b1 = r1 * cstride
         v0 = v1 = v2 = v3 = v4 = v5 = np.float32(0.0)
-        image0 = y * width
         band0 = row * width
         # Cells k0 .. k1 hold differences (those left of the image, k < 0, only feed the running
         # sum); pixels up to 2 k1 + 1 can be non-zero.
@@ -498,7 +504,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
             d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
             if k > 0:  # pixel 2k - 1: v[k - 1] + d[k] / 4
                 x = 2 * k - 1
-                _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+                _composite_pixel(colour, occluded, behind_fill, 4 * (band0 + x), band0 + x,
                                  v0 + q1 * d0, v1 + q1 * d1, v2 + q1 * d2, v3 + q1 * d3, v4 + q1 * d4, v5 + q1 * d5, has_fill)  # fmt: skip
             v0 += d0
             v1 += d1
@@ -511,7 +517,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
             # pixel 2k: v[k] - d[k] / 4 (pixel 0 is clamped to cell 0)
             f = q1 if k > 0 else np.float32(0.0)
             x = 2 * k
-            _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+            _composite_pixel(colour, occluded, behind_fill, 4 * (band0 + x), band0 + x,
                              v0 - f * d0, v1 - f * d1, v2 - f * d2, v3 - f * d3, v4 - f * d4, v5 - f * d5, has_fill)  # fmt: skip
         # Pixel 2 k1 + 1: v[k1] + d[k1 + 1] / 4 (or v[k1] clamped at the last cell).
         x = 2 * k1 + 1
@@ -521,7 +527,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
             d0 = d1 = d2 = d3 = d4 = d5 = np.float32(0.0)
             if f != 0:
                 d0, d1, d2, d3, d4, d5 = _blend(cdl, cdm, b0 + c, b1 + c, wy0, wy1)
-            _composite_pixel(colour, occluded, behind_fill, 4 * (image0 + x), band0 + x,
+            _composite_pixel(colour, occluded, behind_fill, 4 * (band0 + x), band0 + x,
                              v0 + f * d0, v1 + f * d1, v2 + f * d2, v3 + f * d3, v4 + f * d4, v5 + f * d5, has_fill)  # fmt: skip
     for row in range(box[0], box[1] + 1):
         base = row * cstride

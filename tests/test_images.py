@@ -278,3 +278,14 @@ def test_map_levels_are_scaled_like_astype(tmp_path):
         for source in (tmp_path / "m.png", raw):
             assert load_map(source).tobytes() == (raw.astype(np.float32) / top).tobytes()
 
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (7, 9, 1), (7, 9, 3), (7, 9, 4), (7, 9, 5), (0, 3), (13,)])
+def test_unit_from_levels_is_the_float32_division_bit_for_bit(shape):
+    from magicbokeh.images import unit_from_levels
+
+    levels = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    out = unit_from_levels(levels)
+    want = levels.astype(np.float32) / np.float32(255.0)
+    assert out.shape == want.shape and out.dtype == np.float32
+    assert np.array_equal(out.view(np.uint32), want.view(np.uint32))

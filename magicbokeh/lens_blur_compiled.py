@@ -200,7 +200,7 @@ def _fill_rows(layers: Layers, first: int, last: int, height: int) -> tuple[np.n
         offset += items.ys.size
         xs.append(items.xs)
         vs.append(items.values)
-    return ptr, np.concatenate(xs).astype(np.int32), np.ascontiguousarray(np.concatenate(vs), dtype=np.float32)
+    return ptr, np.concatenate(xs, dtype=np.int32), np.concatenate(vs, dtype=np.float32)
 
 
 @intrinsic

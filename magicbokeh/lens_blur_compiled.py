@@ -69,12 +69,8 @@ def composite_layers(
     group_fill = np.asarray([any(L in layers.fills for L in g) for g in groups], np.bool_)
     fill_ptr, fill_x, fill_v = _fill_rows(layers, first, last, height)
     colour = np.zeros((height, width, 4), np.float32) if finish is None else None
-    local = threading.local()
-
     def band(y0: int) -> None:
-        scratch = getattr(local, "scratch", None)
-        if scratch is None:
-            scratch = local.scratch = _Scratch(width, table)
+        scratch = _Scratch.for_thread(width, table)
         y1 = min(y0 + BAND_ROWS, height)
         if colour is None:
             band_colour = scratch.colour[: (y1 - y0) * width * 4]
@@ -162,7 +158,20 @@ class _KernelTable:
 
 
 class _Scratch:
-    """One thread's band buffers (allocated once, left zeroed by the compiled code)."""
+    """One thread's band buffers, left zeroed by the compiled code and kept for the thread's next
+    band and render of the same width and kernel table (fresh buffers would be written for the
+    first time on every render, which costs about as much as the work in them)."""
+
+    _local = threading.local()
+
+    @classmethod
+    def for_thread(cls, width: int, table: _KernelTable) -> "_Scratch":
+        kept = getattr(cls._local, "scratch", None)
+        key = (width, table.pad, table.stride, table.coarse_pad, table.coarse_stride)
+        if kept is None or kept.key != key:
+            kept = cls._local.scratch = cls(width, table)
+            kept.key = key
+        return kept
 
     def __init__(self, width: int, table: _KernelTable) -> None:
         crows = BAND_ROWS // 2 + 2

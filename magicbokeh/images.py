@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,34 +393,89 @@ def save_png(path: str | Path, rgb_or_gray: np.ndarray, *, bits: int = 8) -> Pat
     return path
 
 
+def prefetch_map(path: str | Path, *, what: str = "disparity map") -> None:
+    """Start reading the map file ``path`` in a background thread; the next :func:`load_map` of the
+    same, unchanged file with the same ``what`` takes its result (or its error) instead of reading
+    it again. The CLI reads the disparity map this way while it decodes the photo (both decoders
+    release the GIL): at 12 MP the map costs ~0.15 s."""
+    key = _map_file_key(path, what)
+    if key is None:
+        return
+    done = threading.Event()
+    slot: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            slot["map"] = _read_map(Path(path).expanduser(), what)
+        except BaseException as exc:  # handed to the load_map that takes it
+            slot["error"] = exc
+        finally:
+            done.set()
+
+    with _prefetch_lock:
+        _prefetched[key] = (done, slot)
+    threading.Thread(target=read, name="map-prefetch", daemon=True).start()
+
+
+def _map_file_key(path: str | Path, what: str) -> tuple | None:
+    try:
+        path = Path(path).expanduser().resolve()
+        stat = path.stat()
+    except (OSError, RuntimeError):
+        return None
+    return str(path), stat.st_size, stat.st_mtime_ns, what
+
+
+_prefetched: dict[tuple, tuple[threading.Event, dict[str, Any]]] = {}
+_prefetch_lock = threading.Lock()
+
+
 def load_map(source: Any, *, what: str = "disparity map") -> np.ndarray:
     """A single-channel map from a ``.npy`` file, an 8/16-bit image file, or an array, as float32.
 
     Values of 8-bit images are scaled to [0, 1] by 255, 16-bit by 65535; ``.npy`` values are kept.
     """
+    if isinstance(source, (str, Path)) and _prefetched:
+        key = _map_file_key(source, what)
+        with _prefetch_lock:
+            pending = _prefetched.pop(key, None)
+        if pending is not None:
+            done, slot = pending
+            done.wait()
+            if "error" in slot:
+                raise slot["error"]
+            return slot["map"]
     if isinstance(source, (str, Path)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise MagicBokehError(f"cannot read {what} {str(path)!r}: no such file.")
-        if path.suffix.lower() == ".npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except Exception as exc:
-                raise MagicBokehError(f"cannot read {what} {str(path)!r}: {exc}") from None
-        else:
-            import cv2
+        return _read_map(Path(source).expanduser(), what)
+    return _map_array(np.asarray(source), what)
 
-            arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if arr is None:
-                raise MagicBokehError(
-                    f"cannot read {what} {str(path)!r}: not a readable image or .npy file."
-                )
-            if arr.ndim == 3 and arr.shape[2] in (3, 4):
-                # Luminance, as PIL's "L" (the official code opens masks that way); OpenCV is BGR(A).
-                code = cv2.COLOR_BGR2GRAY if arr.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
-                arr = cv2.cvtColor(arr, code)
+
+def _read_map(path: Path, what: str) -> np.ndarray:
+    """:func:`load_map` of a file."""
+    if not path.is_file():
+        raise MagicBokehError(f"cannot read {what} {str(path)!r}: no such file.")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise MagicBokehError(f"cannot read {what} {str(path)!r}: {exc}") from None
     else:
-        arr = np.asarray(source)
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise MagicBokehError(
+                f"cannot read {what} {str(path)!r}: not a readable image or .npy file."
+            )
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):
+            # Luminance, as PIL's "L" (the official code opens masks that way); OpenCV is BGR(A).
+            code = cv2.COLOR_BGR2GRAY if arr.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+            arr = cv2.cvtColor(arr, code)
+    return _map_array(arr, what)
+
+
+def _map_array(arr: np.ndarray, what: str) -> np.ndarray:
+    """:func:`load_map` of an array."""
     arr = np.squeeze(arr)
     if arr.ndim != 2 or min(arr.shape) < 1:
         raise MagicBokehError(f"the {what} must be a single-channel 2-D map; got shape {arr.shape}.")

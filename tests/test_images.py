@@ -289,3 +289,28 @@ def test_unit_from_levels_is_the_float32_division_bit_for_bit(shape):
     want = levels.astype(np.float32) / np.float32(255.0)
     assert out.shape == want.shape and out.dtype == np.float32
     assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def test_prefetched_map_is_the_loaded_map_and_its_errors_are_the_same(tmp_path):
+    from PIL import Image
+
+    from magicbokeh.images import load_map, prefetch_map
+
+    path = tmp_path / "disparity.png"
+    levels = np.random.default_rng(3).integers(0, 65536, (40, 50), dtype=np.uint16)
+    Image.fromarray(levels).save(path)
+    direct = load_map(path)
+    prefetch_map(path)
+    assert np.array_equal(load_map(path), direct)
+    # A map prefetched under another label is not taken for this one: the file is read again.
+    prefetch_map(path, what="depth map")
+    Image.fromarray(levels[::-1].copy()).save(path)
+    assert np.array_equal(load_map(path), direct[::-1])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(MagicBokehError) as direct_error:
+        load_map(bad)
+    prefetch_map(bad)
+    with pytest.raises(MagicBokehError) as prefetched_error:
+        load_map(bad)
+    assert str(prefetched_error.value) == str(direct_error.value)

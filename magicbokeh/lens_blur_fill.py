@@ -21,13 +21,13 @@ OCCLUSION_JUMP_PX = 2.0
 
 
 def far_side_of_edges(radius: np.ndarray) -> np.ndarray | None:
-    """Flat mask (uint8, non-zero = set) of pixels next to a much nearer 8-neighbour (their surface
-    continues behind it), or ``None`` when the scene has no depth discontinuity. ``radius`` is the
-    signed CoC radius (px), which grows towards the camera."""
+    """Flat bool mask of pixels next to a much nearer 8-neighbour (their surface continues behind
+    it), or ``None`` when the scene has no depth discontinuity. ``radius`` is the signed CoC radius
+    (px), which grows towards the camera."""
     nearest = cv2.dilate(radius, np.ones((3, 3), np.uint8))  # max over the 3 x 3 neighbourhood
     # OpenCV's threaded subtract and compare: 0 / 255 per pixel (a 12 MP map is 50 MB a pass).
     mask = cv2.compare(cv2.subtract(nearest, radius, dst=nearest), float(OCCLUSION_JUMP_PX), cv2.CMP_GT)
-    return mask.ravel() if cv2.countNonZero(mask) else None
+    return np.not_equal(mask, 0).ravel() if cv2.countNonZero(mask) else None
 
 
 def hidden_band(

@@ -49,3 +49,35 @@ def test_eval_table_under_a_file_is_a_clear_error(tmp_path, capsys) -> None:
                   "-o", str(tmp_path / "blocker" / "table.md"), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "error: cannot access" in err and "blocker" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("case", ["plain", "thread", "profiled"])
+def test_exit_process_flushes_runs_atexit_and_waits_for_threads(tmp_path, case) -> None:
+    """The quick exit of ``python -m magicbokeh`` loses no output, keeps the exit code, waits for a
+    non-daemon thread that still works, runs the atexit handlers, and leaves a profiler its report."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "command.py"
+    script.write_text(
+        "import atexit, sys, threading, time\n"
+        "from magicbokeh.entrypoint import exit_process\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        f"if {case == 'thread'}:\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "print('x' * 100000)\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "exit_process(3)\n"
+    )
+    profiler = ["-m", "cProfile"] if case == "profiled" else []
+    proc = subprocess.run([sys.executable, *profiler, str(script)], capture_output=True, text=True, cwd=REPO,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == (0 if case == "profiled" else 3)  # cProfile itself swallows SystemExit
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "x" * 100000 and "atexit ran" in lines
+    assert ("thread done" in lines) == (case == "thread")
+    assert any("function calls" in line for line in lines) == (case == "profiled")
+    assert proc.stderr == "to stderr\n"

@@ -28,7 +28,7 @@ from numba import njit, types, uint64
 from numba.extending import intrinsic
 
 from .apertures import Aperture
-from .lens_blur_compiled_layers import coarse_taps, occlusion_extras, row_buckets
+from .lens_blur_compiled_layers import NO_REFCOUNT, coarse_taps, occlusion_extras, row_buckets
 from .lens_blur_layers import JUMP_LAYERS, Layers, composite_groups, worker_pool
 
 #: Rows per band. Even, so bands start on the coarse grid; tall enough that the pixels within a
@@ -38,11 +38,8 @@ _EMPTY = 1 << 30  # an empty touched box starts at this column
 #: Coverage, occlusion and fill below this are round-off of the running sums (a disc's own
 #: smallest tap is ~1e-4 of a pixel's light): such pixels get nothing from the group.
 _NOTHING = np.float32(1e-8)
-#: Options of every kernel here. None of them allocates, so they run without Numba's reference
-#: counting (``_nrt=False``, as Numba's own hot helpers do): with it, every call of an inlined helper
-#: that takes arrays increments and decrements their counts atomically, which measured three to
-#: four times the arithmetic of gathering a pixel.
-_KERNEL = dict(cache=True, nogil=True, _nrt=False)
+#: Every kernel here allocates nothing (see :data:`~magicbokeh.lens_blur_compiled_layers.NO_REFCOUNT`).
+_KERNEL = NO_REFCOUNT
 
 
 def composite_layers(

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from .colour import linear_to_srgb, srgb_to_linear
+from .lens_blur_compiled_layers import NO_REFCOUNT
 
 #: Intervals of each table.
 _STEPS = 4096
@@ -21,7 +22,7 @@ _GRID = np.linspace(0.0, 1.0, _STEPS + 1)
 _DECODE = srgb_to_linear(_GRID).astype(np.float32)
 #: sqrt(linear) t -> sRGB, at t = i / _STEPS.
 _ENCODE = linear_to_srgb(_GRID * _GRID).astype(np.float32)
-_KERNEL = dict(cache=True, nogil=True, _nrt=False)  # see magicbokeh.lens_blur_compiled
+_KERNEL = NO_REFCOUNT
 
 
 @njit(**_KERNEL, inline="always")

@@ -16,9 +16,9 @@ This module holds the rules in one place; :mod:`magicbokeh.lens_blur_compiled` (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
 import os
 import threading
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 

@@ -344,10 +344,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         warm_up_in_background()  # loads the compiled renderer while the photo is read
 
     source = Path(args.image)
-    if not source.is_dir() and args.depth not in ("auto", "approximate") and Path(args.depth).is_file():
-        from .images import prefetch_map
-
-        prefetch_map(args.depth, what="depth map" if args.depth_is_depth else "disparity map")
     if source.is_dir():
         images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
@@ -371,6 +367,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT if failures else 0
     args.images = None
     check_render_args(args)
+    if args.depth not in ("auto", "approximate") and Path(args.depth).is_file():
+        from .images import prefetch_map
+
+        prefetch_map(args.depth, what="depth map" if args.depth_is_depth else "disparity map")
     info = _render_one(args, source, Path(args.output), in_folder=False)
     if args.json:
         print(json.dumps(info, indent=2))

@@ -184,5 +184,5 @@ def signed_coc_radius_px(
     """
     diff = np.subtract(np.asarray(disparity, np.float32), np.float32(focus_disparity))
     if focal_range > 0:
-        diff = (np.sign(diff) * np.maximum(np.abs(diff) - np.float32(focal_range / 2.0), np.float32(0.0))).astype(np.float32)
+        diff = np.sign(diff) * np.maximum(np.abs(diff) - np.float32(focal_range / 2.0), np.float32(0.0))
     return np.multiply(diff, np.float32(k), out=diff)

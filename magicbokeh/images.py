@@ -321,7 +321,7 @@ def _array_to_rgb(array: np.ndarray, messages: list[str]) -> RgbAndLevels:
         levels = np.ascontiguousarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
         return unit_from_levels(levels), levels
     if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
+        out = unit_from_levels(arr)
     elif arr.dtype == np.uint16:
         out = arr.astype(np.float32) / 65535.0
         messages.append("converted 16-bit image to float")

@@ -38,8 +38,6 @@ _EMPTY = 1 << 30  # an empty touched box starts at this column
 #: Coverage, occlusion and fill below this are round-off of the running sums (a disc's own
 #: smallest tap is ~1e-4 of a pixel's light): such pixels get nothing from the group.
 _NOTHING = np.float32(1e-8)
-#: Every kernel here allocates nothing (see :data:`~magicbokeh.lens_blur_compiled_layers.NO_REFCOUNT`).
-_KERNEL = NO_REFCOUNT
 
 
 def composite_layers(
@@ -66,6 +64,7 @@ def composite_layers(
     group_fill = np.asarray([any(L in layers.fills for L in g) for g in groups], np.bool_)
     fill_ptr, fill_x, fill_v = _fill_rows(layers, first, last, height)
     colour = np.zeros((height, width, 4), np.float32) if finish is None else None
+
     def band(y0: int) -> None:
         scratch = _Scratch.for_thread(width, table)
         y1 = min(y0 + BAND_ROWS, height)
@@ -164,13 +163,17 @@ class _Scratch:
     @classmethod
     def for_thread(cls, width: int, table: _KernelTable) -> "_Scratch":
         kept = getattr(cls._local, "scratch", None)
-        key = (width, table.pad, table.stride, table.coarse_pad, table.coarse_stride)
-        if kept is None or kept.key != key:
+        if kept is None or kept.key != cls._key(width, table):
             kept = cls._local.scratch = cls(width, table)
-            kept.key = key
         return kept
 
+    @staticmethod
+    def _key(width: int, table: _KernelTable) -> tuple[int, ...]:
+        """What the buffers' sizes and paddings depend on."""
+        return width, table.pad, table.stride, table.coarse_pad, table.coarse_stride
+
     def __init__(self, width: int, table: _KernelTable) -> None:
+        self.key = self._key(width, table)
         crows = BAND_ROWS // 2 + 2
         self.colour = np.zeros(BAND_ROWS * width * 4, np.float32)  # a band's colour, when finished per band
         self.arrays = (
@@ -234,13 +237,13 @@ def _axpy4(typingctx, dst, i, k, src, j):
     return signature, codegen
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _rows(y, h, row0, rows):
     """Kernel rows of a source at band row ``y - row0`` that land inside the band."""
     return max(0, row0 - y + h), min(2 * h + 1, row0 + rows - y + h)
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _add(cell, scale, v0, v1, v2, v3, v4, v5, acc4, acc2, touched, is_touched, n):
     """Add ``scale`` times one source to cell ``cell`` of the row being gathered."""
     if not is_touched[cell]:
@@ -256,7 +259,7 @@ def _add(cell, scale, v0, v1, v2, v3, v4, v5, acc4, acc2, touched, is_touched, n
     return n
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def _gather(y, L, first, last_bucket, shift, scale, frac, linear, bits, buckets, bucket_start, extra_x, extra_start, fill_ptr, fill_x, fill_v, acc4, acc2, touched, is_touched, n):  # fmt: skip
     """Gather what row ``y`` gives layer ``L`` into cells ``x >> shift`` (scaled by ``scale``):
     light and occlusion of the pixels of radius in [L, L + 1) (share 1 - frac) and [L - 1, L)
@@ -281,8 +284,8 @@ def _gather(y, L, first, last_bucket, shift, scale, frac, linear, bits, buckets,
     return n
 
 
-@njit(**_KERNEL)
-def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1, pad):
+@njit(**NO_REFCOUNT)
+def _emit(centre0, e0, e1, offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1):
     """Scatter a gathered row (``n`` touched cells) through kernel taps ``e0 .. e1`` into the
     row-difference buffers (``centre0``: flat buffer index of column 0 of the source row, padding
     included), mark the touched box (rows ``r0 .. r1``) and clear the gathered row.
@@ -331,7 +334,7 @@ _RUN_GAP = 8
 _MIN_RUN = 3
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _scatter_span(a, b, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
     """Cells ``a .. b`` through taps ``e0 .. e1``, one tap at a time over the whole span."""
     has_mask = False
@@ -353,7 +356,7 @@ def _scatter_span(a, b, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
                 dm[d + j] += k * acc2[s + j]
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _scatter_cell(cell, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
     """One cell through taps ``e0 .. e1``: its light as one 4-lane multiply-add per tap."""
     m0 = acc2[2 * cell]
@@ -372,7 +375,7 @@ def _scatter_cell(cell, centre0, e0, e1, offset, value, acc4, acc2, dl, dm):
             dm[uint64(2) * uint64(base + offset[e])] += value[e] * m0
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def _render_band(
     y0, y1, lower, frac, linear, bits, buckets, bucket_start, extra_x, extra_start, first,
     layer, group_start, group_coarse, group_fill, half, row_start, offset, value,
@@ -411,9 +414,9 @@ def _render_band(
                 r0 = sy + ka - h - row0
                 r1 = sy + kb - 1 - h - row0
                 if coarse:
-                    _emit((sy - row0) * cstride + cpad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, cdl, cdm, box, r0, r1, cpad)  # fmt: skip
+                    _emit((sy - row0) * cstride + cpad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, cdl, cdm, box, r0, r1)  # fmt: skip
                 else:
-                    _emit((sy - row0) * stride + pad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1, pad)  # fmt: skip
+                    _emit((sy - row0) * stride + pad, row_start[li, ka], row_start[li, kb], offset, value, acc4, acc2, touched, is_touched, n, dl, dm, box, r0, r1)  # fmt: skip
         # The box holds source columns; the kernel reaches h + 1 further on both sides.
         if box[0] <= box[1]:
             reach = 0
@@ -427,7 +430,7 @@ def _render_band(
             _composite_fine(width, dl, dm, box, pad, stride, group_fill[g], colour, occluded, behind_fill)
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def _composite_fine(width, dl, dm, box, pad, stride, has_fill, colour, occluded, behind_fill):
     """Running sums along each touched band row rebuild the group's blurred light, occlusion and
     fill; the light is added where nearer groups let it through, then the group occludes what lies
@@ -457,7 +460,7 @@ def _composite_fine(width, dl, dm, box, pad, stride, has_fill, colour, occluded,
                 _composite_pixel(colour, occluded, behind_fill, 4 * p, p, r0, r1, r2, r3, m0, m1, has_fill)
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _composite_pixel(colour, occluded, behind_fill, ci, p, r0, r1, r2, r3, m0, m1, has_fill):
     """One pixel of one group: ``ci`` its flat colour index, ``p`` its flat band index. Skipped
     where the group brings nothing (round-off of the running sums) and where nearer groups
@@ -475,7 +478,7 @@ def _composite_pixel(colour, occluded, behind_fill, ci, p, r0, r1, r2, r3, m0, m
         behind_fill[p] *= np.float32(1.0) - max(m1, np.float32(0.0))
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride, has_fill, colour, occluded, behind_fill):
     """Read the coarse group back at the band's pixels as OpenCV's 2x bilinear upsampling
     (INTER_LINEAR: pixel centres aligned, edges clamped) of its running sums, and composite.
@@ -541,7 +544,7 @@ def _composite_coarse(y0, rows, cy0, height, width, cdl, cdm, box, cpad, cstride
         cdm[2 * (base + box[2]) : 2 * (base + box[3] + 1)] = 0.0
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _blend(cdl, cdm, i, j, wy0, wy1):
     """The row differences of buffer cells ``i`` and ``j`` (two coarse rows) blended vertically."""
     return (

@@ -22,10 +22,9 @@ _GRID = np.linspace(0.0, 1.0, _STEPS + 1)
 _DECODE = srgb_to_linear(_GRID).astype(np.float32)
 #: sqrt(linear) t -> sRGB, at t = i / _STEPS.
 _ENCODE = linear_to_srgb(_GRID * _GRID).astype(np.float32)
-_KERNEL = NO_REFCOUNT
 
 
-@njit(**_KERNEL, inline="always")
+@njit(**NO_REFCOUNT, inline="always")
 def _lookup(table, u):
     """``table`` read at ``u`` in [0, 1], interpolated linearly."""
     x = min(max(u, np.float32(0.0)), np.float32(1.0)) * np.float32(_STEPS)
@@ -33,7 +32,7 @@ def _lookup(table, u):
     return table[i] + (x - np.float32(i)) * (table[i + 1] - table[i])
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def decode_rows(rgb: np.ndarray, out: np.ndarray, y0: int, y1: int) -> None:
     """Linear colour of the sRGB ``rgb`` (H, W, 3) float32, rows ``y0 .. y1`` into ``out``."""
     for y in range(y0, y1):
@@ -42,7 +41,7 @@ def decode_rows(rgb: np.ndarray, out: np.ndarray, y0: int, y1: int) -> None:
                 out[y, x, c] = _lookup(_DECODE, rgb[y, x, c])
 
 
-@njit(**_KERNEL)
+@njit(**NO_REFCOUNT)
 def finish_rows(colour: np.ndarray, linear: np.ndarray, out: np.ndarray) -> None:
     """Twin of :func:`magicbokeh.lens_blur._finish`: ``colour`` (h, W, 4) premultiplied linear
     colour and coverage, ``linear`` (h, W, 3) the input's linear colour (kept where nothing

@@ -50,7 +50,7 @@ def _light_cells(layers, order, boxes, threads) -> list[np.ndarray]:
     def rows(y0: int, y1: int) -> None:
         _light_cells_rows(layers.lower, layers.frac, layers.linear, first, index, box, widths, offsets, flat, y0, y1)
 
-    for_row_blocks(rows, layers.lower.shape[0], threads, 64)
+    for_row_blocks(rows, layers.lower.shape[0], threads)  # blocks of 128 rows: even
     return [flat[o : o + n].reshape(h, w, 4) for o, n, (h, w) in zip(offsets, sizes, shapes)]
 
 
@@ -117,20 +117,20 @@ def _blend_up(level: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _clamp_cells(cells, gain):
-    for i in range(cells.shape[0]):
-        alpha = cells[i, 3]
+def _clamp_cells(grid, gain):
+    for i in range(grid.shape[0]):
+        alpha = grid[i, 3]
         scale = min(gain * alpha, np.float32(1.0)) / max(alpha, np.float32(1e-6))
-        for c in range(cells.shape[1]):
-            cells[i, c] *= scale
+        for c in range(grid.shape[1]):
+            grid[i, c] *= scale
 
 
 @njit(cache=True, nogil=True)
-def _blend_cells(cells, up):
-    for i in range(cells.shape[0]):
-        keep = np.float32(1.0) - cells[i, 3]
-        for c in range(cells.shape[1]):
-            cells[i, c] += up[i, c] * keep
+def _blend_cells(grid, up):
+    for i in range(grid.shape[0]):
+        keep = np.float32(1.0) - grid[i, 3]
+        for c in range(grid.shape[1]):
+            grid[i, c] += up[i, c] * keep
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -153,12 +153,12 @@ def _bands(radius, order, boxes, dists, colours, threads):
     height = radius.shape[0]
     layer = np.asarray(order, np.int64)
     box = np.asarray(boxes, np.int64).reshape(-1, 4)
-    widths = np.asarray([cells(b)[1] for b in boxes], np.int64)
+    shapes = np.asarray([cells(b) for b in boxes], np.int64).reshape(-1, 2)
     dist_flat, dist_start = _packed(dists)
     colour_flat, colour_start = _packed(colours)
     # Cells farther than any band reaches (+ the tie slack) can change no band (see _band_rows).
     beyond = float(np.abs(radius).max()) + float(np.abs(layer).max()) + 2.0 + _EDGE_TIE_PX
-    grids = (layer, box, widths, dist_flat, dist_start, colour_flat, colour_start, beyond)
+    grids = (layer, box, shapes, dist_flat, dist_start, colour_flat, colour_start, beyond)
     blocks = -(-height // _BAND_BLOCK_ROWS)
     counts = np.zeros((blocks + 1, layer.size), np.int64)
 
@@ -201,11 +201,11 @@ _BAND_BLOCK_ROWS = 64
 
 
 @njit(**NO_REFCOUNT)
-def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_start, beyond, y0, y1, tie, counts, closest, listing):
+def _band_rows(radius, layer, box, shapes, dist, dist_start, colour, colour_start, beyond, y0, y1, tie, counts, closest, listing):
     """Rows ``y0 .. y1`` of :func:`_bands`: adds each layer's count of band pixels to ``counts``;
     with ``listing`` = (cursor, ys, xs, values), also writes them at each layer's cursor. Layer i's
-    cell distances and filled cells are row-major in ``dist`` and ``colour`` from its starts;
-    ``closest`` is a row of scratch.
+    ``shapes[i]`` cells (distances and filled colours) are row-major in ``dist`` and ``colour``
+    from its starts; ``closest`` is a row of scratch.
 
     A pixel farther than ``beyond`` (the largest reach of any band, plus the tie slack) from a
     layer's edge is skipped for that layer: it is outside that band, and keeping its distance in
@@ -219,7 +219,7 @@ def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_star
             by0, by1, bx0, bx1 = box[i, 0], box[i, 1], box[i, 2], box[i, 3]
             if y < by0 or y >= by1:
                 continue
-            w = widths[i]
+            h, w = shapes[i, 0], shapes[i, 1]
             row = dist_start[i] + ((y - by0) >> 1) * w
             nearer_than = np.float32(layer[i] + OCCLUDE_AFTER_LAYERS)
             extra = np.float32(abs(layer[i]) + 2)
@@ -235,7 +235,6 @@ def _band_rows(radius, layer, box, widths, dist, dist_start, colour, colour_star
                         k = cursor[i] + n
                         ys[k] = y
                         xs[k] = x
-                        h = (by1 - by0 + 1) // 2
                         _sample(colour, colour_start[i], h, w, y - by0, x - bx0, values, k)
                     n += 1
                 closest[x] = min(closest[x], d)
